@@ -1,0 +1,43 @@
+package mutate
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Denial is a reason to refuse a pod at admission: something the pod's author must
+// fix. Its message names the annotation, the entry and the rule.
+type Denial struct {
+	// Annotation is the annotation at fault, empty for a conflict with the pod spec.
+	Annotation string
+	// Entry is the 1-based number of the alias-list entry at fault, 0 for none.
+	Entry int
+	// Text is the entry as written (trimmed), empty for none.
+	Text string
+	// Rule says what is wrong and how to fix it.
+	Rule string
+}
+
+// maxEchoed bounds how much of a user's entry a message repeats.
+const maxEchoed = 160
+
+func (d *Denial) Error() string {
+	var b strings.Builder
+	if d.Annotation != "" {
+		b.WriteString(d.Annotation)
+		b.WriteString(": ")
+	}
+	if d.Entry > 0 {
+		text := d.Text
+		if len(text) > maxEchoed {
+			text = text[:maxEchoed] + "..."
+		}
+		fmt.Fprintf(&b, "entry %d %q: ", d.Entry, text)
+	}
+	b.WriteString(d.Rule)
+	return b.String()
+}
+
+func deny(annotation, format string, args ...any) *Denial {
+	return &Denial{Annotation: annotation, Rule: fmt.Sprintf(format, args...)}
+}

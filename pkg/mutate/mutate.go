@@ -1,0 +1,288 @@
+package mutate
+
+import (
+	"context"
+	"fmt"
+	"path"
+	"strings"
+
+	jsonpatch "gomodules.xyz/jsonpatch/v2"
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/kvinject/kvinject/pkg/keyvault"
+)
+
+// Lookup reads what Mutate needs beyond the pod: namespace and service-account
+// annotations. Implementations must be safe for concurrent use; a missing object is
+// an empty map, not an error.
+type Lookup interface {
+	NamespaceAnnotations(ctx context.Context, namespace string) (map[string]string, error)
+	ServiceAccountAnnotations(ctx context.Context, namespace, name string) (map[string]string, error)
+}
+
+// Mutator turns annotated pods into injected pods. It is safe for concurrent use.
+type Mutator struct {
+	config Config
+	lookup Lookup
+}
+
+// NewMutator returns a Mutator for a configuration that passed Validate.
+func NewMutator(config Config, lookup Lookup) *Mutator {
+	return &Mutator{config: config, lookup: lookup}
+}
+
+// Outcome says what Mutate did.
+type Outcome string
+
+// Outcomes of Mutate.
+const (
+	// Injected: the pod was changed; Result.Patch holds the operations.
+	Injected Outcome = "injected"
+	// Unchanged: no annotation, or already injected.
+	Unchanged Outcome = "unchanged"
+)
+
+// Result is a mutation.
+type Result struct {
+	Outcome Outcome
+	// Pod is the mutated copy, or the input pod itself when Unchanged.
+	Pod *corev1.Pod
+	// Patch holds the JSON patch from the input pod to Pod, empty when Unchanged.
+	Patch []jsonpatch.JsonPatchOperation
+	// Warnings are for the pod's author: defaults used, containers skipped.
+	Warnings []string
+}
+
+// Mutate returns what pod becomes at admission in namespace (the request's namespace:
+// a pod made by a controller may not carry one yet). It never modifies pod. A pod
+// without AnnotationSecrets, or one already injected, is Unchanged. Invalid
+// annotations and conflicts are a *Denial; a failed Lookup is returned wrapped.
+func (m *Mutator) Mutate(ctx context.Context, pod *corev1.Pod, namespace string) (*Result, error) {
+	list, ok := pod.Annotations[AnnotationSecrets]
+	if !ok {
+		return &Result{Outcome: Unchanged, Pod: pod}, nil
+	}
+	targets, warnings, err := selectContainers(pod)
+	if err != nil {
+		return nil, err
+	}
+	mountPath := m.config.MountPath
+	if p, ok := pod.Annotations[AnnotationMountPath]; ok {
+		if err := validateMountPath(p); err != nil {
+			return nil, deny(AnnotationMountPath, "%v", err)
+		}
+		mountPath = p
+	}
+
+	// A pod that carries our volume and status was injected in an earlier pass
+	// (reinvocation, or a copy of an injected pod): keep its volume and label, and only
+	// bring the mounts up to date.
+	var volume *corev1.Volume
+	var label string
+	if i := volumeIndex(pod, VolumeName); i >= 0 {
+		v := &pod.Spec.Volumes[i]
+		if pod.Annotations[AnnotationStatus] != StatusInjected || v.CSI == nil || v.CSI.Driver != m.config.DriverName {
+			return nil, deny("", "the pod already has a volume named %q that kvinject did not write; rename that volume", VolumeName)
+		}
+	} else {
+		objects, err := ParseSecrets(list, m.config.MaxEntries)
+		if err != nil {
+			return nil, err
+		}
+		s, err := m.resolve(ctx, pod, namespace)
+		if err != nil {
+			return nil, err
+		}
+		warnings = append(warnings, s.warnings...)
+		if s.selector != "" {
+			if have, ok := pod.Labels[LabelPodIdentity]; ok && have != s.selector {
+				return nil, deny(AnnotationIdentity, "the pod's label %s=%q differs from the identity %q; remove the label or make them equal", LabelPodIdentity, have, s.selector)
+			}
+			label = s.selector
+		}
+		volume, err = m.buildVolume(s, objects)
+		if err != nil {
+			return nil, err
+		}
+	}
+
+	for _, t := range targets {
+		if err := checkMounts(t.container, mountPath); err != nil {
+			return nil, err
+		}
+	}
+
+	out := pod.DeepCopy()
+	var patch []jsonpatch.JsonPatchOperation
+	if label != "" && pod.Labels[LabelPodIdentity] != label {
+		if out.Labels == nil {
+			out.Labels = map[string]string{LabelPodIdentity: label}
+			patch = append(patch, jsonpatch.NewOperation("add", "/metadata/labels", out.Labels))
+		} else {
+			out.Labels[LabelPodIdentity] = label
+			patch = append(patch, jsonpatch.NewOperation("add", "/metadata/labels/"+escape(LabelPodIdentity), label))
+		}
+	}
+	if volume != nil {
+		if out.Spec.Volumes == nil {
+			patch = append(patch, jsonpatch.NewOperation("add", "/spec/volumes", []*corev1.Volume{volume}))
+		} else {
+			patch = append(patch, jsonpatch.NewOperation("add", "/spec/volumes/-", volume))
+		}
+		out.Spec.Volumes = append(out.Spec.Volumes, *volume)
+	}
+	mount := corev1.VolumeMount{Name: VolumeName, MountPath: mountPath, ReadOnly: true}
+	for _, t := range targets {
+		if mountsVolume(t.container) {
+			continue
+		}
+		c := t.in(out)
+		base := fmt.Sprintf("/spec/%s/%d/volumeMounts", t.field, t.index)
+		if c.VolumeMounts == nil {
+			patch = append(patch, jsonpatch.NewOperation("add", base, []corev1.VolumeMount{mount}))
+		} else {
+			patch = append(patch, jsonpatch.NewOperation("add", base+"/-", mount))
+		}
+		c.VolumeMounts = append(c.VolumeMounts, mount)
+	}
+	if len(patch) == 0 {
+		return &Result{Outcome: Unchanged, Pod: pod, Warnings: warnings}, nil
+	}
+	if out.Annotations[AnnotationStatus] != StatusInjected {
+		op := "add"
+		if _, ok := out.Annotations[AnnotationStatus]; ok {
+			op = "replace"
+		}
+		out.Annotations[AnnotationStatus] = StatusInjected
+		patch = append(patch, jsonpatch.NewOperation(op, "/metadata/annotations/"+escape(AnnotationStatus), StatusInjected))
+	}
+	return &Result{Outcome: Injected, Pod: out, Patch: patch, Warnings: warnings}, nil
+}
+
+// buildVolume returns the CSI inline volume for the resolved settings.
+func (m *Mutator) buildVolume(s *settings, objects []keyvault.Object) (*corev1.Volume, error) {
+	encoded, err := keyvault.MarshalObjects(objects)
+	if err != nil {
+		return nil, fmt.Errorf("encode objects: %w", err)
+	}
+	attrs := map[string]string{
+		keyvault.AttrKeyVaultName:   s.vault,
+		keyvault.AttrTenantID:       s.tenant,
+		keyvault.AttrCloudName:      m.config.CloudName,
+		keyvault.AttrUsePodIdentity: fmt.Sprint(s.selector != ""),
+		keyvault.AttrObjects:        encoded,
+	}
+	if s.clientID != "" {
+		attrs[keyvault.AttrClientID] = s.clientID
+	}
+	readOnly := true
+	return &corev1.Volume{
+		Name: VolumeName,
+		VolumeSource: corev1.VolumeSource{CSI: &corev1.CSIVolumeSource{
+			Driver:           m.config.DriverName,
+			ReadOnly:         &readOnly,
+			VolumeAttributes: attrs,
+		}},
+	}, nil
+}
+
+// target is a container selected to mount the volume.
+type target struct {
+	field     string // "containers" or "initContainers"
+	index     int
+	container *corev1.Container
+}
+
+// in returns the target's container in another copy of the pod.
+func (t target) in(pod *corev1.Pod) *corev1.Container {
+	if t.field == "initContainers" {
+		return &pod.Spec.InitContainers[t.index]
+	}
+	return &pod.Spec.Containers[t.index]
+}
+
+// selectContainers returns the containers named by AnnotationContainers (all
+// containers and init containers when absent), and a warning per container left out.
+func selectContainers(pod *corev1.Pod) ([]target, []string, error) {
+	all := make([]target, 0, len(pod.Spec.InitContainers)+len(pod.Spec.Containers))
+	for i := range pod.Spec.InitContainers {
+		all = append(all, target{"initContainers", i, &pod.Spec.InitContainers[i]})
+	}
+	for i := range pod.Spec.Containers {
+		all = append(all, target{"containers", i, &pod.Spec.Containers[i]})
+	}
+	list, ok := pod.Annotations[AnnotationContainers]
+	if !ok {
+		return all, nil, nil
+	}
+	wanted := map[string]bool{}
+	for _, name := range strings.Split(list, ",") {
+		name = strings.TrimSpace(name)
+		if name == "" {
+			return nil, nil, deny(AnnotationContainers, "an entry is empty: list container names separated by ','")
+		}
+		wanted[name] = true
+	}
+	names := make([]string, 0, len(all))
+	for _, t := range all {
+		names = append(names, t.container.Name)
+	}
+	for name := range wanted {
+		if !contains(names, name) {
+			return nil, nil, deny(AnnotationContainers, "the pod has no container %q; its containers are %s", name, strings.Join(names, ", "))
+		}
+	}
+	var selected []target
+	var warnings []string
+	for _, t := range all {
+		if wanted[t.container.Name] {
+			selected = append(selected, t)
+			continue
+		}
+		warnings = append(warnings, fmt.Sprintf("%s: container %q is not listed, so it does not get the secrets", AnnotationContainers, t.container.Name))
+	}
+	return selected, warnings, nil
+}
+
+// checkMounts refuses a container that mounts something other than our volume at
+// mountPath.
+func checkMounts(c *corev1.Container, mountPath string) error {
+	for _, vm := range c.VolumeMounts {
+		if vm.Name != VolumeName && path.Clean(vm.MountPath) == mountPath {
+			return deny(AnnotationMountPath, "container %q already mounts volume %q at %s; set %s to another path or remove that mount", c.Name, vm.Name, mountPath, AnnotationMountPath)
+		}
+	}
+	return nil
+}
+
+func mountsVolume(c *corev1.Container) bool {
+	for _, vm := range c.VolumeMounts {
+		if vm.Name == VolumeName {
+			return true
+		}
+	}
+	return false
+}
+
+func volumeIndex(pod *corev1.Pod, name string) int {
+	for i := range pod.Spec.Volumes {
+		if pod.Spec.Volumes[i].Name == name {
+			return i
+		}
+	}
+	return -1
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// escape escapes a JSON pointer token (RFC 6901).
+func escape(s string) string {
+	return strings.ReplaceAll(strings.ReplaceAll(s, "~", "~0"), "/", "~1")
+}

@@ -1,0 +1,553 @@
+package mutate
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+
+	jsonpatch "github.com/evanphx/json-patch/v5"
+	"github.com/google/go-cmp/cmp"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/kvinject/kvinject/pkg/keyvault"
+)
+
+const (
+	tenant   = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+	tenant2  = "0b2a1c9e-1111-4c4c-8d8d-000000000002"
+	clientID = "6b9e2a55-6c0b-4a1f-9a8e-2f1f6f1d9c01"
+	driver   = DefaultDriverName
+)
+
+// tutorialObjects is the objects attribute of the tutorial's pod, written out.
+const tutorialObjects = `array:
+- |
+  objectAlias: DATABASE_LOGIN
+  objectName: DatabaseLogin
+  objectType: secret
+- |
+  objectAlias: DATABASE_PASSWORD
+  objectName: DatabasePassword
+  objectType: secret
+`
+
+// fakeLookup serves namespace and service-account annotations from maps and counts
+// its calls.
+type fakeLookup struct {
+	namespaces      map[string]map[string]string
+	serviceAccounts map[string]map[string]string // "ns/name"
+	err             error
+	calls           int
+}
+
+func (f *fakeLookup) NamespaceAnnotations(_ context.Context, ns string) (map[string]string, error) {
+	f.calls++
+	return f.namespaces[ns], f.err
+}
+
+func (f *fakeLookup) ServiceAccountAnnotations(_ context.Context, ns, name string) (map[string]string, error) {
+	f.calls++
+	return f.serviceAccounts[ns+"/"+name], f.err
+}
+
+func pod(annotations map[string]string, containers ...string) *corev1.Pod {
+	p := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "nginx-secrets-store", Namespace: "default", Annotations: annotations},
+		Spec:       corev1.PodSpec{ServiceAccountName: "default"},
+	}
+	for _, c := range containers {
+		p.Spec.Containers = append(p.Spec.Containers, corev1.Container{Name: c, Image: "nginx"})
+	}
+	return p
+}
+
+func tutorialAnnotations() map[string]string {
+	return map[string]string{
+		AnnotationVault:    "az-key-vault-demo",
+		AnnotationIdentity: "azure-kv",
+		AnnotationTenantID: tenant,
+		AnnotationSecrets:  "DatabaseLogin=DATABASE_LOGIN, DatabasePassword=DATABASE_PASSWORD",
+	}
+}
+
+func with(m map[string]string, kv ...string) map[string]string {
+	out := map[string]string{}
+	for k, v := range m {
+		out[k] = v
+	}
+	for i := 0; i < len(kv); i += 2 {
+		if kv[i+1] == "-" {
+			delete(out, kv[i])
+			continue
+		}
+		out[kv[i]] = kv[i+1]
+	}
+	return out
+}
+
+func objectsYAML(t *testing.T, objects ...keyvault.Object) string {
+	t.Helper()
+	s, err := keyvault.MarshalObjects(objects)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func csiVolume(attrs map[string]string) corev1.Volume {
+	ro := true
+	return corev1.Volume{Name: VolumeName, VolumeSource: corev1.VolumeSource{CSI: &corev1.CSIVolumeSource{
+		Driver: driver, ReadOnly: &ro, VolumeAttributes: attrs,
+	}}}
+}
+
+func podIdentityAttrs(vault, tenant, objects string) map[string]string {
+	return map[string]string{"keyvaultName": vault, "tenantId": tenant, "cloudName": "AzurePublicCloud", "usePodIdentity": "true", "objects": objects}
+}
+
+func workloadAttrs(vault, tenant, clientID, objects string) map[string]string {
+	return map[string]string{"keyvaultName": vault, "tenantId": tenant, "cloudName": "AzurePublicCloud", "usePodIdentity": "false", "clientID": clientID, "objects": objects}
+}
+
+// injected returns the expected result: p with the label (unless empty), the volume,
+// the status annotation and a read-only mount at mountPath in the named containers.
+func injected(p *corev1.Pod, label string, vol corev1.Volume, mountPath string, containers ...string) *corev1.Pod {
+	out := p.DeepCopy()
+	if label != "" {
+		if out.Labels == nil {
+			out.Labels = map[string]string{}
+		}
+		out.Labels[LabelPodIdentity] = label
+	}
+	out.Annotations[AnnotationStatus] = StatusInjected
+	out.Spec.Volumes = append(out.Spec.Volumes, vol)
+	mount := corev1.VolumeMount{Name: VolumeName, MountPath: mountPath, ReadOnly: true}
+	for _, name := range containers {
+		for i := range out.Spec.InitContainers {
+			if out.Spec.InitContainers[i].Name == name {
+				out.Spec.InitContainers[i].VolumeMounts = append(out.Spec.InitContainers[i].VolumeMounts, mount)
+			}
+		}
+		for i := range out.Spec.Containers {
+			if out.Spec.Containers[i].Name == name {
+				out.Spec.Containers[i].VolumeMounts = append(out.Spec.Containers[i].VolumeMounts, mount)
+			}
+		}
+	}
+	return out
+}
+
+func TestMutate(t *testing.T) {
+	tutorial := pod(tutorialAnnotations(), "nginx")
+	tutorialInjected := injected(tutorial, "azure-kv", csiVolume(podIdentityAttrs("az-key-vault-demo", tenant, tutorialObjects)), "/mnt/secrets-store", "nginx")
+
+	threeContainers := pod(with(tutorialAnnotations(), AnnotationContainers, "app"), "proxy", "app", "logger")
+	withInit := pod(tutorialAnnotations(), "app")
+	withInit.Spec.InitContainers = []corev1.Container{{Name: "migrate", Image: "migrate"}}
+
+	labelled := pod(tutorialAnnotations(), "nginx")
+	labelled.Labels = map[string]string{"app": "web", LabelPodIdentity: "azure-kv"}
+	otherLabel := pod(tutorialAnnotations(), "nginx")
+	otherLabel.Labels = map[string]string{LabelPodIdentity: "other"}
+	withLabels := pod(tutorialAnnotations(), "nginx")
+	withLabels.Labels = map[string]string{"app": "web"}
+
+	mountConflict := pod(tutorialAnnotations(), "nginx")
+	mountConflict.Spec.Containers[0].VolumeMounts = []corev1.VolumeMount{{Name: "data", MountPath: "/mnt/secrets-store/"}}
+	otherMounts := pod(tutorialAnnotations(), "nginx")
+	otherMounts.Spec.Containers[0].VolumeMounts = []corev1.VolumeMount{{Name: "data", MountPath: "/data"}}
+	otherMounts.Spec.Volumes = []corev1.Volume{{Name: "data", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}}
+
+	foreignVolume := pod(tutorialAnnotations(), "nginx")
+	foreignVolume.Spec.Volumes = []corev1.Volume{{Name: VolumeName, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}}
+
+	reinvoked := tutorialInjected.DeepCopy()
+	reinvoked.Spec.Containers = append(reinvoked.Spec.Containers, corev1.Container{Name: "sidecar", Image: "envoy"})
+	reinvokedWant := reinvoked.DeepCopy()
+	reinvokedWant.Spec.Containers[1].VolumeMounts = []corev1.VolumeMount{{Name: VolumeName, MountPath: "/mnt/secrets-store", ReadOnly: true}}
+
+	customSA := pod(with(tutorialAnnotations(), AnnotationIdentity, "-"), "app")
+	customSA.Spec.ServiceAccountName = "workload"
+
+	long := strings.Repeat("a", 128)
+	full := "DatabaseLogin=DATABASE_LOGIN, cert:web-tls=tls.pem, secret:signing@0123456789ABCDEF0123456789abcdef=old.key;mode=0400, key:sign-key, secret:tls;format=pfx, secret:blob;encoding=base64;mode=440"
+	fullObjects := objectsYAML(t,
+		keyvault.Object{Name: "DatabaseLogin", Alias: "DATABASE_LOGIN", Type: "secret"},
+		keyvault.Object{Name: "web-tls", Alias: "tls.pem", Type: "cert"},
+		keyvault.Object{Name: "signing", Alias: "old.key", Type: "secret", Version: "0123456789abcdef0123456789abcdef", FilePermission: "0400"},
+		keyvault.Object{Name: "sign-key", Type: "key"},
+		keyvault.Object{Name: "tls", Type: "secret", Format: "pfx"},
+		keyvault.Object{Name: "blob", Type: "secret", Encoding: "base64", FilePermission: "0440"},
+	)
+	loginOnly := objectsYAML(t, keyvault.Object{Name: "DatabaseLogin", Type: "secret"})
+	invalid := func(list string) *corev1.Pod {
+		return pod(with(tutorialAnnotations(), AnnotationSecrets, list), "nginx")
+	}
+
+	tests := []struct {
+		name         string
+		config       func(*Config)
+		namespace    map[string]string
+		sa           map[string]map[string]string
+		lookupErr    error
+		pod          *corev1.Pod
+		want         *corev1.Pod // nil: unchanged (unless wantDeny/wantErr)
+		wantDeny     string
+		wantErr      string
+		wantWarnings []string
+		wantLookups  int
+	}{
+		{name: "tutorial pod", pod: tutorial, want: tutorialInjected},
+		{name: "no annotations at all", pod: pod(nil, "nginx")},
+		{name: "other annotations only", pod: pod(map[string]string{"prometheus.io/scrape": "true"}, "nginx")},
+		{name: "already injected pod is unchanged", pod: tutorialInjected},
+		{
+			name: "reinvocation mounts into a container added after injection",
+			pod:  reinvoked, want: reinvokedWant,
+		},
+		{
+			name:      "defaults from the namespace annotation",
+			pod:       pod(map[string]string{AnnotationSecrets: "DatabaseLogin"}, "app"),
+			namespace: map[string]string{AnnotationVault: "ns-vault", AnnotationIdentity: "ns-id", AnnotationTenantID: tenant2},
+			want:      injected(pod(map[string]string{AnnotationSecrets: "DatabaseLogin"}, "app"), "ns-id", csiVolume(podIdentityAttrs("ns-vault", tenant2, loginOnly)), "/mnt/secrets-store", "app"),
+			wantWarnings: []string{
+				`kvinject.io/vault: using "ns-vault" from namespace "default"`,
+				`kvinject.io/tenant-id: using "0b2a1c9e-1111-4c4c-8d8d-000000000002" from namespace "default"`,
+				`kvinject.io/identity: using "ns-id" from namespace "default"`,
+			},
+			wantLookups: 1,
+		},
+		{
+			name:   "defaults from the cluster file",
+			config: func(c *Config) { c.Vault, c.TenantID, c.Identity = "cluster-vault", tenant, "cluster-id" },
+			pod:    pod(map[string]string{AnnotationSecrets: "DatabaseLogin"}, "app"),
+			want:   injected(pod(map[string]string{AnnotationSecrets: "DatabaseLogin"}, "app"), "cluster-id", csiVolume(podIdentityAttrs("cluster-vault", tenant, loginOnly)), "/mnt/secrets-store", "app"),
+			wantWarnings: []string{
+				`kvinject.io/vault: using "cluster-vault" from the cluster configuration`,
+				`kvinject.io/tenant-id: using "72f988bf-86f1-41af-91ab-2d7cd011db47" from the cluster configuration`,
+				`kvinject.io/identity: using "cluster-id" from the cluster configuration`,
+			},
+			wantLookups: 1,
+		},
+		{
+			name:      "pod annotations win over namespace and cluster",
+			config:    func(c *Config) { c.Vault, c.TenantID, c.Identity = "cluster-vault", tenant2, "cluster-id" },
+			namespace: map[string]string{AnnotationVault: "ns-vault", AnnotationIdentity: "ns-id"},
+			pod:       tutorial, want: tutorialInjected,
+		},
+		{
+			name: "workload identity from the pod's client-id",
+			pod:  pod(with(tutorialAnnotations(), AnnotationIdentity, "-", AnnotationClientID, clientID), "app"),
+			want: injected(pod(with(tutorialAnnotations(), AnnotationIdentity, "-", AnnotationClientID, clientID), "app"), "",
+				csiVolume(workloadAttrs("az-key-vault-demo", tenant, clientID, tutorialObjects)), "/mnt/secrets-store", "app"),
+		},
+		{
+			name:         "workload identity from the service account",
+			pod:          customSA,
+			sa:           map[string]map[string]string{"default/workload": {AnnotationWorkloadClientID: clientID}},
+			want:         injected(customSA, "", csiVolume(workloadAttrs("az-key-vault-demo", tenant, clientID, tutorialObjects)), "/mnt/secrets-store", "app"),
+			wantWarnings: []string{`kvinject.io/client-id: using "6b9e2a55-6c0b-4a1f-9a8e-2f1f6f1d9c01" from service account "workload"`},
+			wantLookups:  2,
+		},
+		{
+			name:        "no identity at all",
+			pod:         customSA,
+			wantDeny:    `no identity: annotate the pod with kvinject.io/identity: <AAD Pod Identity selector> or kvinject.io/client-id: <workload identity client ID>, or annotate its service account "workload" with azure.workload.identity/client-id: <client ID>`,
+			wantLookups: 2,
+		},
+		{
+			name:     "both identity and client-id",
+			pod:      pod(with(tutorialAnnotations(), AnnotationClientID, clientID), "app"),
+			wantDeny: `kvinject.io/identity: the pod sets both kvinject.io/identity (AAD Pod Identity) and kvinject.io/client-id (workload identity); keep the one the pod uses`,
+		},
+		{
+			name:     "client-id that is not a GUID",
+			pod:      pod(with(tutorialAnnotations(), AnnotationIdentity, "-", AnnotationClientID, "my-app"), "app"),
+			wantDeny: `kvinject.io/client-id: "my-app" is not a client ID: use the identity's application (client) ID, a GUID like 00000000-0000-0000-0000-000000000000`,
+		},
+		{
+			name:        "service account client-id that is not a GUID",
+			pod:         customSA,
+			sa:          map[string]map[string]string{"default/workload": {AnnotationWorkloadClientID: "nope"}},
+			wantDeny:    `service account "workload": azure.workload.identity/client-id: "nope" is not a client ID: use the identity's application (client) ID, a GUID like 00000000-0000-0000-0000-000000000000`,
+			wantLookups: 2,
+		},
+		{
+			name:        "no vault anywhere",
+			pod:         pod(with(tutorialAnnotations(), AnnotationVault, "-"), "app"),
+			wantDeny:    `kvinject.io/vault: no Key Vault: annotate the pod or namespace "default" with kvinject.io/vault, or set vault in the cluster configuration`,
+			wantLookups: 1,
+		},
+		{
+			name:        "no tenant anywhere",
+			pod:         pod(with(tutorialAnnotations(), AnnotationTenantID, "-"), "app"),
+			wantDeny:    `kvinject.io/tenant-id: no tenant: annotate the pod or namespace "default" with kvinject.io/tenant-id, or set tenantId in the cluster configuration`,
+			wantLookups: 1,
+		},
+		{
+			name:     "vault name with an underscore",
+			pod:      pod(with(tutorialAnnotations(), AnnotationVault, "my_vault"), "app"),
+			wantDeny: `kvinject.io/vault: "my_vault" is not a Key Vault name: it may hold only letters, digits and '-'`,
+		},
+		{
+			name:     "selector that is not a label value",
+			pod:      pod(with(tutorialAnnotations(), AnnotationIdentity, "azure kv"), "app"),
+			wantDeny: `kvinject.io/identity: "azure kv" is not a selector: it becomes the aadpodidbinding label, whose value holds only letters, digits, '-', '_' and '.'`,
+		},
+		{
+			name:      "namespace lookup failure is an error, not a denial",
+			pod:       pod(map[string]string{AnnotationSecrets: "DatabaseLogin"}, "app"),
+			lookupErr: errors.New("connection refused"),
+			wantErr:   `read namespace "default": connection refused`, wantLookups: 1,
+		},
+		{
+			name: "init containers get the mount",
+			pod:  withInit,
+			want: injected(withInit, "azure-kv", csiVolume(podIdentityAttrs("az-key-vault-demo", tenant, tutorialObjects)), "/mnt/secrets-store", "migrate", "app"),
+		},
+		{
+			name: "kvinject.io/containers selects one of three",
+			pod:  threeContainers,
+			want: injected(threeContainers, "azure-kv", csiVolume(podIdentityAttrs("az-key-vault-demo", tenant, tutorialObjects)), "/mnt/secrets-store", "app"),
+			wantWarnings: []string{
+				`kvinject.io/containers: container "proxy" is not listed, so it does not get the secrets`,
+				`kvinject.io/containers: container "logger" is not listed, so it does not get the secrets`,
+			},
+		},
+		{
+			name:     "kvinject.io/containers names a container the pod lacks",
+			pod:      pod(with(tutorialAnnotations(), AnnotationContainers, "app, web"), "proxy", "app"),
+			wantDeny: `kvinject.io/containers: the pod has no container "web"; its containers are proxy, app`,
+		},
+		{
+			name: "custom mount path",
+			pod:  pod(with(tutorialAnnotations(), AnnotationMountPath, "/etc/app/secrets"), "nginx"),
+			want: injected(pod(with(tutorialAnnotations(), AnnotationMountPath, "/etc/app/secrets"), "nginx"), "azure-kv",
+				csiVolume(podIdentityAttrs("az-key-vault-demo", tenant, tutorialObjects)), "/etc/app/secrets", "nginx"),
+		},
+		{
+			name:     "relative mount path",
+			pod:      pod(with(tutorialAnnotations(), AnnotationMountPath, "secrets"), "nginx"),
+			wantDeny: `kvinject.io/mount-path: "secrets" is not an absolute path`,
+		},
+		{
+			name:     "unclean mount path",
+			pod:      pod(with(tutorialAnnotations(), AnnotationMountPath, "/mnt/../etc"), "nginx"),
+			wantDeny: `kvinject.io/mount-path: "/mnt/../etc" is not a clean path: write "/etc"`,
+		},
+		{
+			name: "existing labels, volumes and mounts are kept",
+			pod:  otherMounts,
+			want: injected(otherMounts, "azure-kv", csiVolume(podIdentityAttrs("az-key-vault-demo", tenant, tutorialObjects)), "/mnt/secrets-store", "nginx"),
+		},
+		{
+			name: "label added beside other labels",
+			pod:  withLabels,
+			want: injected(withLabels, "azure-kv", csiVolume(podIdentityAttrs("az-key-vault-demo", tenant, tutorialObjects)), "/mnt/secrets-store", "nginx"),
+		},
+		{
+			name: "matching aadpodidbinding label is kept",
+			pod:  labelled,
+			want: injected(labelled, "azure-kv", csiVolume(podIdentityAttrs("az-key-vault-demo", tenant, tutorialObjects)), "/mnt/secrets-store", "nginx"),
+		},
+		{
+			name:     "conflict: a different aadpodidbinding label",
+			pod:      otherLabel,
+			wantDeny: `kvinject.io/identity: the pod's label aadpodidbinding="other" differs from the identity "azure-kv"; remove the label or make them equal`,
+		},
+		{
+			name:     "conflict: a container already mounts something at the mount path",
+			pod:      mountConflict,
+			wantDeny: `kvinject.io/mount-path: container "nginx" already mounts volume "data" at /mnt/secrets-store; set kvinject.io/mount-path to another path or remove that mount`,
+		},
+		{
+			name:     "conflict: a foreign volume named kvinject-secrets",
+			pod:      foreignVolume,
+			wantDeny: `the pod already has a volume named "kvinject-secrets" that kvinject did not write; rename that volume`,
+		},
+		{
+			name: "the full grammar",
+			pod:  invalid(full),
+			want: injected(invalid(full), "azure-kv", csiVolume(podIdentityAttrs("az-key-vault-demo", tenant, fullObjects)), "/mnt/secrets-store", "nginx"),
+		},
+		{name: "invalid: bad type", pod: invalid("DatabaseLogin, blob:DatabasePassword"),
+			wantDeny: `kvinject.io/secrets: entry 2 "blob:DatabasePassword": "blob" is not an object type: use secret, key or cert`},
+		{name: "invalid: bad name characters", pod: invalid("Database_Login"),
+			wantDeny: `kvinject.io/secrets: entry 1 "Database_Login": the name "Database_Login" has '_'; Key Vault names use only letters, digits and '-'`},
+		{name: "invalid: 128-character name", pod: invalid(long),
+			wantDeny: `kvinject.io/secrets: entry 1 "` + long + `": the name is 128 characters long; Key Vault allows at most 127`},
+		{name: "invalid: bad version", pod: invalid("DatabaseLogin@v1"),
+			wantDeny: `kvinject.io/secrets: entry 1 "DatabaseLogin@v1": the version "v1" is not 32 hexadecimal digits`},
+		{name: "invalid: alias with a slash", pod: invalid("DatabaseLogin=../etc/passwd"),
+			wantDeny: `kvinject.io/secrets: entry 1 "DatabaseLogin=../etc/passwd": the file name "../etc/passwd" contains a path separator; use a plain file name`},
+		{name: "invalid: alias ..", pod: invalid("DatabaseLogin=.."),
+			wantDeny: `kvinject.io/secrets: entry 1 "DatabaseLogin=..": the file name ".." starts with '.'; names starting with '.' are reserved`},
+		{name: "invalid: alias ..data", pod: invalid("DatabaseLogin=..data"),
+			wantDeny: `kvinject.io/secrets: entry 1 "DatabaseLogin=..data": the file name "..data" starts with '.'; names starting with '.' are reserved`},
+		{name: "invalid: alias with a leading dot", pod: invalid("DatabaseLogin=.env"),
+			wantDeny: `kvinject.io/secrets: entry 1 "DatabaseLogin=.env": the file name ".env" starts with '.'; names starting with '.' are reserved`},
+		{name: "invalid: alias with a backslash", pod: invalid(`DatabaseLogin=a\b`),
+			wantDeny: `kvinject.io/secrets: entry 1 "DatabaseLogin=a\\b": the file name "a\\b" contains a path separator; use a plain file name`},
+		{name: "invalid: duplicate alias", pod: invalid("DatabaseLogin=db, DatabasePassword=db"),
+			wantDeny: `kvinject.io/secrets: entry 2 "DatabasePassword=db": the file name "db" is already used by entry 1; give one of them another name with "=alias"`},
+		{name: "invalid: duplicate name without alias", pod: invalid("DatabaseLogin, secret:DatabaseLogin"),
+			wantDeny: `kvinject.io/secrets: entry 2 "secret:DatabaseLogin": the file name "DatabaseLogin" is already used by entry 1; give one of them another name with "=alias"`},
+		{name: "invalid: unknown option", pod: invalid("DatabaseLogin;owner=1000"),
+			wantDeny: `kvinject.io/secrets: entry 1 "DatabaseLogin;owner=1000": "owner" is not an option: use format, encoding or mode`},
+		{name: "invalid: mode below 0400", pod: invalid("DatabaseLogin;mode=0200"),
+			wantDeny: `kvinject.io/secrets: entry 1 "DatabaseLogin;mode=0200": the mode "0200" is not an octal number between 0400 and 0777`},
+		{name: "invalid: mode above 0777", pod: invalid("DatabaseLogin;mode=1777"),
+			wantDeny: `kvinject.io/secrets: entry 1 "DatabaseLogin;mode=1777": the mode "1777" is not an octal number between 0400 and 0777`},
+		{name: "invalid: mode not octal", pod: invalid("DatabaseLogin;mode=0489"),
+			wantDeny: `kvinject.io/secrets: entry 1 "DatabaseLogin;mode=0489": the mode "0489" is not an octal number between 0400 and 0777`},
+		{name: "invalid: bad format", pod: invalid("DatabaseLogin;format=der"),
+			wantDeny: `kvinject.io/secrets: entry 1 "DatabaseLogin;format=der": format "der" is not a format: use pem or pfx`},
+		{name: "invalid: pfx of a certificate", pod: invalid("cert:web;format=pfx"),
+			wantDeny: `kvinject.io/secrets: entry 1 "cert:web;format=pfx": pfx needs the private key, which only the certificate's secret holds: use type secret for "web"`},
+		{name: "invalid: encoding of a key", pod: invalid("key:k;encoding=hex"),
+			wantDeny: `kvinject.io/secrets: entry 1 "key:k;encoding=hex": hex applies to secrets only, not to a key`},
+		{name: "invalid: option given twice", pod: invalid("a;mode=0400;mode=0440"),
+			wantDeny: `kvinject.io/secrets: entry 1 "a;mode=0400;mode=0440": the option "mode" is given twice`},
+		{name: "invalid: empty entry", pod: invalid("a,,b"),
+			wantDeny: `kvinject.io/secrets: entry 2 "": the entry is empty: remove the extra ','`},
+		{name: "invalid: empty list", pod: invalid(" \n "),
+			wantDeny: `kvinject.io/secrets: the list is empty: name at least one Key Vault object, for example "DatabaseLogin=DATABASE_LOGIN"`},
+		{name: "invalid: too many entries", config: func(c *Config) { c.MaxEntries = 3 }, pod: invalid("a,b,c,d"),
+			wantDeny: `kvinject.io/secrets: the list has 4 entries; at most 3 are allowed (maxEntries of the cluster configuration)`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			config := DefaultConfig()
+			if tc.config != nil {
+				tc.config(&config)
+			}
+			if err := config.Validate(); err != nil {
+				t.Fatalf("config: %v", err)
+			}
+			lookup := &fakeLookup{
+				namespaces:      map[string]map[string]string{"default": tc.namespace},
+				serviceAccounts: tc.sa,
+				err:             tc.lookupErr,
+			}
+			original := tc.pod.DeepCopy()
+			got, err := NewMutator(config, lookup).Mutate(t.Context(), tc.pod, "default")
+
+			if diff := cmp.Diff(original, tc.pod); diff != "" {
+				t.Fatalf("Mutate modified its input (-before +after):\n%s", diff)
+			}
+			if lookup.calls != tc.wantLookups {
+				t.Errorf("lookups = %d, want %d", lookup.calls, tc.wantLookups)
+			}
+			switch {
+			case tc.wantDeny != "":
+				var d *Denial
+				if !errors.As(err, &d) {
+					t.Fatalf("err = %v, want denial %q", err, tc.wantDeny)
+				}
+				if d.Error() != tc.wantDeny {
+					t.Fatalf("denial:\n got %s\nwant %s", d.Error(), tc.wantDeny)
+				}
+				return
+			case tc.wantErr != "":
+				var d *Denial
+				if err == nil || errors.As(err, &d) || err.Error() != tc.wantErr {
+					t.Fatalf("err = %v, want non-denial error %q", err, tc.wantErr)
+				}
+				return
+			case err != nil:
+				t.Fatalf("Mutate: %v", err)
+			}
+			if diff := cmp.Diff(tc.wantWarnings, got.Warnings); diff != "" {
+				t.Errorf("warnings (-want +got):\n%s", diff)
+			}
+			if tc.want == nil {
+				if got.Outcome != Unchanged || got.Pod != tc.pod || len(got.Patch) != 0 {
+					t.Fatalf("got %s with %d operations, want unchanged", got.Outcome, len(got.Patch))
+				}
+				return
+			}
+			if got.Outcome != Injected {
+				t.Fatalf("outcome = %s, want injected", got.Outcome)
+			}
+			if diff := cmp.Diff(tc.want, got.Pod); diff != "" {
+				t.Fatalf("mutated pod (-want +got):\n%s", diff)
+			}
+			assertPatch(t, tc.pod, got)
+
+			// A second pass over the result is a no-op (reinvocation, idempotency).
+			again, err := NewMutator(config, lookup).Mutate(t.Context(), got.Pod, "default")
+			if err != nil || again.Outcome != Unchanged {
+				t.Fatalf("second pass: %v, %v", again, err)
+			}
+		})
+	}
+}
+
+// assertPatch proves that the operations Mutate built apply to the original pod's JSON
+// to give exactly the mutated pod, and agree with the library's diff
+// (admission.PatchResponseFromRaw).
+func assertPatch(t *testing.T, original *corev1.Pod, got *Result) {
+	t.Helper()
+	before, err := json.Marshal(original)
+	if err != nil {
+		t.Fatal(err)
+	}
+	after, err := json.Marshal(got.Pod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ours := applyPatch(t, before, got.Patch)
+	lib := admission.PatchResponseFromRaw(before, after)
+	theirs := applyPatch(t, before, lib.Patches)
+	for name, doc := range map[string][]byte{"our patch": ours, "library patch": theirs} {
+		var p corev1.Pod
+		if err := json.Unmarshal(doc, &p); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if diff := cmp.Diff(got.Pod, &p); diff != "" {
+			t.Fatalf("%s applied to the original differs from the mutated pod (-want +got):\n%s", name, diff)
+		}
+	}
+}
+
+func applyPatch(t *testing.T, doc []byte, ops any) []byte {
+	t.Helper()
+	raw, err := json.Marshal(ops)
+	if err != nil {
+		t.Fatal(err)
+	}
+	patch, err := jsonpatch.DecodePatch(raw)
+	if err != nil {
+		t.Fatalf("decode patch %s: %v", raw, err)
+	}
+	out, err := patch.Apply(doc)
+	if err != nil {
+		t.Fatalf("apply patch %s: %v", raw, err)
+	}
+	return out
+}
+
+func TestTutorialObjectsAttribute(t *testing.T) {
+	objects, err := ParseSecrets("DatabaseLogin=DATABASE_LOGIN, DatabasePassword=DATABASE_PASSWORD", DefaultMaxEntries)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := keyvault.MarshalObjects(objects)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != tutorialObjects {
+		t.Fatalf("objects attribute:\n%s\nwant:\n%s", got, tutorialObjects)
+	}
+	back, err := keyvault.ParseObjects(got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(objects, back); diff != "" {
+		t.Fatalf("round trip (-parsed +reparsed):\n%s", diff)
+	}
+}

@@ -1,0 +1,84 @@
+package webhook
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/go-logr/logr"
+	admissionv1 "k8s.io/api/admission/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/klog/v2"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/kvinject/kvinject/pkg/mutate"
+)
+
+// Path is where the handler is served.
+const Path = "/mutate-pod"
+
+// Handler is the admission handler for pod CREATE. It is safe for concurrent use.
+type Handler struct {
+	mutator *mutate.Mutator
+	metrics *Metrics
+	log     logr.Logger
+}
+
+// NewHandler returns a handler that mutates pods with mutator and records every review
+// in metrics.
+func NewHandler(mutator *mutate.Mutator, metrics *Metrics, log logr.Logger) *Handler {
+	return &Handler{mutator: mutator, metrics: metrics, log: log}
+}
+
+var _ admission.Handler = (*Handler)(nil)
+
+// Handle decodes the pod, mutates it and answers with the patch, a denial naming the
+// annotation and rule, or an error. Dry-run requests get exactly the same answer: the
+// handler has no side effects.
+func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.Response {
+	start := time.Now()
+	resp, outcome := h.handle(ctx, req)
+	h.metrics.observe(outcome, time.Since(start))
+	return resp
+}
+
+func (h *Handler) handle(ctx context.Context, req admission.Request) (admission.Response, string) {
+	if req.Kind.Group != "" || req.Kind.Kind != "Pod" || req.Operation != admissionv1.Create {
+		return admission.Allowed("kvinject mutates pod creations only"), OutcomeUnchanged
+	}
+	var pod corev1.Pod
+	if err := json.Unmarshal(req.Object.Raw, &pod); err != nil {
+		h.log.Error(err, "Cannot decode pod", "uid", req.UID)
+		return admission.Errored(http.StatusBadRequest, errors.New("kvinject: the request's object is not a pod")), OutcomeError
+	}
+	ref := klog.KRef(req.Namespace, podName(&pod, req.Name))
+	res, err := h.mutator.Mutate(ctx, &pod, req.Namespace)
+	if err != nil {
+		var denial *mutate.Denial
+		if errors.As(err, &denial) {
+			h.log.V(1).Info("Denied pod", "pod", ref, "reason", denial.Error())
+			return admission.Denied(denial.Error()), OutcomeDenied
+		}
+		h.log.Error(err, "Cannot mutate pod", "pod", ref)
+		return admission.Errored(http.StatusInternalServerError, err), OutcomeError
+	}
+	if res.Outcome == mutate.Unchanged {
+		return admission.Allowed("").WithWarnings(res.Warnings...), OutcomeUnchanged
+	}
+	h.log.V(2).Info("Injected pod", "pod", ref, "dryRun", req.DryRun != nil && *req.DryRun, "operations", len(res.Patch))
+	return admission.Patched("", res.Patch...).WithWarnings(res.Warnings...), OutcomeInjected
+}
+
+// podName names a pod for logs: its name, else the request's, else its generateName.
+func podName(pod *corev1.Pod, reqName string) string {
+	switch {
+	case pod.Name != "":
+		return pod.Name
+	case reqName != "":
+		return reqName
+	default:
+		return pod.GenerateName
+	}
+}
