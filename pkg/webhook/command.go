@@ -8,6 +8,7 @@ import (
 	"io"
 
 	"go.uber.org/zap/zapcore"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 )
 
@@ -28,6 +29,7 @@ func Main(ctx context.Context, args []string, stderr io.Writer) int {
 		return 2
 	}
 	log := zap.New(zap.UseFlagOptions(&zapOpts), zap.WriteTo(stderr))
+	ctrllog.SetLogger(log)
 	if err := cfg.Complete(); err != nil {
 		fmt.Fprintf(stderr, "kvinject-webhook: invalid configuration:\n%v\n", err)
 		return 2

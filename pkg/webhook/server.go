@@ -94,7 +94,8 @@ func Run(ctx context.Context, cfg Config, opts Options) error {
 
 	mutator := mutate.NewMutator(cfg.Defaults, metadataLookup{reader: cache})
 	recoverPanic := true
-	server.Register(Path, &admission.Webhook{
+	// GetWebhookServer (not server itself) adds the server to the manager's runnables.
+	mgr.GetWebhookServer().Register(Path, &admission.Webhook{
 		Handler:      NewHandler(mutator, metrics, opts.Logger.WithName("admission")),
 		RecoverPanic: &recoverPanic,
 	})

@@ -1,0 +1,261 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr/testr"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/kvinject/kvinject/internal/testcerts"
+	"github.com/kvinject/kvinject/pkg/mutate"
+	"github.com/kvinject/kvinject/pkg/webhook"
+	"github.com/kvinject/kvinject/test/framework"
+)
+
+const tenant = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+
+// Shared by every test: one control plane, one serving certificate, one registration
+// of the shipped MutatingWebhookConfiguration pointed at webhookPort.
+var (
+	cp          *framework.ControlPlane
+	ca          *testcerts.CA
+	certDir     string
+	webhookPort int
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	assets := os.Getenv("KUBEBUILDER_ASSETS")
+	if assets == "" {
+		fmt.Fprintln(os.Stderr, "KUBEBUILDER_ASSETS is not set: run 'make test-integration'")
+		if os.Getenv("CI") != "" {
+			return 1
+		}
+		return 0
+	}
+	start := time.Now()
+	var err error
+	cp, err = framework.Start(assets, framework.Options{ControllerManager: true})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer func() { _ = cp.Stop() }()
+	fmt.Fprintf(os.Stderr, "control plane (etcd, kube-apiserver, kube-controller-manager) up in %v\n", time.Since(start).Round(time.Millisecond))
+
+	if err := setupWebhook(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return m.Run()
+}
+
+// setupWebhook issues the serving certificate and registers the shipped webhook
+// configuration, pointed at 127.0.0.1:webhookPort.
+func setupWebhook() error {
+	var err error
+	if ca, err = testcerts.NewCA("kvinject-integration"); err != nil {
+		return err
+	}
+	pair, err := ca.Issue("127.0.0.1")
+	if err != nil {
+		return err
+	}
+	if certDir, err = os.MkdirTemp(cp.Dir, "webhook-certs-"); err != nil {
+		return err
+	}
+	if err := pair.WriteFiles(certDir); err != nil {
+		return err
+	}
+	if webhookPort, err = freePort(); err != nil {
+		return err
+	}
+	config, err := framework.ShippedMutatingWebhook()
+	if err != nil {
+		return err
+	}
+	framework.PointAt(config, fmt.Sprintf("https://127.0.0.1:%d", webhookPort), ca.CertPEM)
+	return cp.Client.Create(context.Background(), config)
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// runningWebhook is the webhook program's Run, in this process, on webhookPort.
+type runningWebhook struct {
+	metricsURL string
+	stop       func()
+}
+
+// startWebhook runs the webhook until the test ends (or stop is called) and waits
+// until the API server sends it reviews.
+func startWebhook(t *testing.T) *runningWebhook {
+	t.Helper()
+	metricsPort, err := freePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	healthPort, err := freePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := webhook.DefaultConfig()
+	cfg.Host, cfg.Port, cfg.CertDir = "127.0.0.1", webhookPort, certDir
+	cfg.MetricsAddr = fmt.Sprintf("127.0.0.1:%d", metricsPort)
+	cfg.HealthAddr = fmt.Sprintf("127.0.0.1:%d", healthPort)
+	cfg.ShutdownTimeout = 5 * time.Second
+	cfg.Defaults.TenantID = tenant
+	if err := cfg.Complete(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- webhook.Run(ctx, cfg, webhook.Options{RestConfig: cp.Config, Logger: testr.New(t)}) }()
+	w := &runningWebhook{metricsURL: fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort)}
+	stopped := false
+	w.stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("webhook: %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Errorf("webhook did not stop within 30 s")
+		}
+	}
+	t.Cleanup(w.stop)
+
+	readyz := fmt.Sprintf("http://127.0.0.1:%d/readyz", healthPort)
+	eventually(t, 30*time.Second, "webhook ready", func() error {
+		resp, err := http.Get(readyz + "?verbose")
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("readyz: HTTP %d: %s", resp.StatusCode, body)
+		}
+		return nil
+	})
+	// The API server picks up the registration asynchronously: wait until a dry-run
+	// of an annotated pod comes back injected.
+	eventually(t, 30*time.Second, "API server calls the webhook", func() error {
+		p := tutorialPod("default", "probe")
+		if err := cp.Client.Create(context.Background(), p, client.DryRunAll); err != nil {
+			return err
+		}
+		if p.Annotations[mutate.AnnotationStatus] != mutate.StatusInjected {
+			return fmt.Errorf("pod not injected yet")
+		}
+		return nil
+	})
+	return w
+}
+
+// metric returns the value of the sample of name whose labels contain every label
+// given as `key="value"`, summed over matching samples; 0 when absent.
+func (w *runningWebhook) metric(t *testing.T, name string, labels ...string) float64 {
+	t.Helper()
+	resp, err := http.Get(w.metricsURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+lines:
+	for _, line := range strings.Split(string(body), "\n") {
+		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") {
+			continue
+		}
+		for _, l := range labels {
+			if !strings.Contains(line, l) {
+				continue lines
+			}
+		}
+		v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
+		if err != nil {
+			t.Fatalf("metric line %q: %v", line, err)
+		}
+		sum += v
+	}
+	return sum
+}
+
+func eventually(t *testing.T, timeout time.Duration, what string, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %v: %v", what, timeout, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func tutorialAnnotations() map[string]string {
+	return map[string]string{
+		mutate.AnnotationVault:    "az-key-vault-demo",
+		mutate.AnnotationIdentity: "azure-kv",
+		mutate.AnnotationSecrets:  "DatabaseLogin=DATABASE_LOGIN, DatabasePassword=DATABASE_PASSWORD",
+	}
+}
+
+// tutorialPod is the tutorial's pod written with the kvinject annotations only.
+func tutorialPod(namespace, name string) *corev1.Pod {
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace, Annotations: tutorialAnnotations()},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "nginx", Image: "nginx"}}},
+	}
+}
+
+func plainPod(namespace, name string) *corev1.Pod {
+	p := tutorialPod(namespace, name)
+	p.Annotations = nil
+	return p
+}
+
+// namespace creates a namespace for one test, with annotations, deleted at the end.
+func namespace(t *testing.T, name string, annotations map[string]string) string {
+	t.Helper()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Annotations: annotations}}
+	if err := cp.Client.Create(t.Context(), ns); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cp.Client.Delete(context.Background(), ns) })
+	return name
+}
+
