@@ -9,7 +9,7 @@ CACHE     ?= $(CURDIR)/.cache
 export KVINJECT_CACHE := $(CACHE)
 FUZZTIME  ?= 20s
 # Packages whose tests need nothing but Go (no API server, no root).
-UNIT_PKGS := ./pkg/... ./internal/... ./cmd/...
+UNIT_PKGS := ./pkg/... ./internal/... ./cmd/... ./test/emulator/... ./test/cmd/azure-emulator/...
 
 .PHONY: help
 help: ## List the targets.
