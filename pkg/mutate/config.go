@@ -59,7 +59,7 @@ func LoadConfigFile(c *Config, file string) error {
 func (c Config) Validate() error {
 	var errs []error
 	if c.Vault != "" {
-		if err := validateVaultName(c.Vault); err != nil {
+		if err := keyvault.CheckVaultName(c.Vault); err != nil {
 			errs = append(errs, fmt.Errorf("vault: %w", err))
 		}
 	}
@@ -89,24 +89,6 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("maxEntries: %d is not between 1 and 1000", c.MaxEntries))
 	}
 	return errors.Join(errs...)
-}
-
-// validateVaultName checks a Key Vault name: 3-24 characters, letters, digits and '-',
-// starting with a letter, ending with a letter or digit, no "--".
-func validateVaultName(s string) error {
-	if len(s) < 3 || len(s) > 24 {
-		return fmt.Errorf("%q is not a Key Vault name: it must be 3-24 characters long", s)
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !isAlnum(c) && c != '-' {
-			return fmt.Errorf("%q is not a Key Vault name: it may hold only letters, digits and '-'", s)
-		}
-	}
-	if !isLetter(s[0]) || s[len(s)-1] == '-' || strings.Contains(s, "--") {
-		return fmt.Errorf("%q is not a Key Vault name: it must start with a letter, end with a letter or digit, and hold no \"--\"", s)
-	}
-	return nil
 }
 
 // validateTenant accepts a GUID or a domain name (contoso.onmicrosoft.com).

@@ -3,6 +3,8 @@ package mutate
 import (
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/kvinject/kvinject/pkg/keyvault"
+
 	"context"
 	"fmt"
 )
@@ -59,7 +61,7 @@ func (m *Mutator) resolve(ctx context.Context, pod *corev1.Pod, namespace string
 	if s.vault, err = pick(AnnotationVault, m.config.Vault, "Key Vault", "vault"); err != nil {
 		return nil, err
 	}
-	if err := validateVaultName(s.vault); err != nil {
+	if err := keyvault.CheckVaultName(s.vault); err != nil {
 		return nil, deny(AnnotationVault, "%v", err)
 	}
 	if s.tenant, err = pick(AnnotationTenantID, m.config.TenantID, "tenant", "tenantId"); err != nil {

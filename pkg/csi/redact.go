@@ -1,0 +1,37 @@
+package csi
+
+import (
+	"sort"
+	"strings"
+)
+
+// minRedactLen is the shortest sensitive string scrubbed from text: shorter ones would
+// redact ordinary words and hide nothing worth hiding.
+const minRedactLen = 4
+
+// redactor removes known sensitive strings (tokens, client secrets, object contents)
+// from text bound for an error, an event or a log line. It is a second line of
+// defence: messages are built without them in the first place.
+type redactor struct{ secrets []string }
+
+func (r *redactor) add(s ...string) {
+	for _, v := range s {
+		if len(strings.TrimSpace(v)) >= minRedactLen {
+			r.secrets = append(r.secrets, v)
+		}
+	}
+}
+
+func (r *redactor) scrub(text string) string {
+	if len(r.secrets) == 0 {
+		return text
+	}
+	s := append([]string(nil), r.secrets...)
+	sort.Slice(s, func(i, j int) bool { return len(s[i]) > len(s[j]) })
+	for _, v := range s {
+		if strings.Contains(text, v) {
+			text = strings.ReplaceAll(text, v, "[REDACTED]")
+		}
+	}
+	return text
+}

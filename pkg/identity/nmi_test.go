@@ -1,0 +1,53 @@
+package identity
+
+import (
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+)
+
+func TestNMICredential(t *testing.T) {
+	t.Parallel()
+	var gotPath, gotPod, gotNS string
+	status := http.StatusOK
+	body := `{"token":{"access_token":"nmi-access-token","expires_in":"3599","expires_on":"1900000000","resource":"https://vault.azure.net","token_type":"Bearer"},"clientid":"` + clientID + `"}`
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		gotPath, gotPod, gotNS = r.URL.RequestURI(), r.Header.Get("podname"), r.Header.Get("podns")
+		w.WriteHeader(status)
+		_, _ = w.Write([]byte(body))
+	}))
+	t.Cleanup(srv.Close)
+	c := NewNMICredential(NMIOptions{Endpoint: srv.URL, PodName: "web", PodNamespace: "shop"})
+	tok, err := c.GetToken(t.Context(), policy.TokenRequestOptions{Scopes: []string{"https://vault.azure.net/.default"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tok.Token != "nmi-access-token" || !tok.ExpiresOn.Equal(time.Unix(1900000000, 0)) || c.ClientID() != clientID {
+		t.Fatalf("token %+v", tok)
+	}
+	if gotPath != "/host/token/?resource=https%3A%2F%2Fvault.azure.net" || gotPod != "web" || gotNS != "shop" {
+		t.Fatalf("request %s podname=%s podns=%s", gotPath, gotPod, gotNS)
+	}
+	for _, tc := range []struct {
+		status int
+		body   string
+		msg    string
+	}{
+		{404, "no identity", "NMI answered 404: no identity is assigned to pod shop/web"},
+		{403, "failed", "NMI answered 403: it could not get a token for pod shop/web's identity"},
+		{500, "boom", "NMI answered 500 for pod shop/web"},
+		{200, `{"token":{"access_token":""},"clientid":"x"}`, "has no access_token or clientid"},
+		{200, `{"token":{"access_token":"secret-token"}}`, "has no access_token or clientid"},
+	} {
+		status, body = tc.status, tc.body
+		_, err := c.GetToken(t.Context(), policy.TokenRequestOptions{Scopes: []string{"https://vault.azure.net/.default"}})
+		if !errors.Is(err, ErrNMI) || !strings.Contains(err.Error(), tc.msg) || strings.Contains(err.Error(), "secret-token") {
+			t.Errorf("status %d: err = %v, want ErrNMI containing %q", tc.status, err, tc.msg)
+		}
+	}
+}

@@ -1,0 +1,216 @@
+package identity
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// Mode is how a pod's token is obtained.
+type Mode string
+
+// Modes.
+const (
+	ModePodIdentity      Mode = "pod-identity"
+	ModeWorkloadIdentity Mode = "workload-identity"
+	ModeServicePrincipal Mode = "service-principal"
+)
+
+// Keys of the request's secrets (nodePublishSecretRef) for the service principal mode.
+const (
+	SecretClientID     = "clientid"
+	SecretClientSecret = "clientsecret"
+)
+
+// Keys of the kubelet's volume context (and, for tokens, of the request's secrets).
+const (
+	ContextPodName        = "csi.storage.k8s.io/pod.name"
+	ContextPodNamespace   = "csi.storage.k8s.io/pod.namespace"
+	ContextPodUID         = "csi.storage.k8s.io/pod.uid"
+	ContextServiceAccount = "csi.storage.k8s.io/serviceAccount.name"
+	ContextEphemeral      = "csi.storage.k8s.io/ephemeral"
+	ContextTokens         = "csi.storage.k8s.io/serviceAccount.tokens"
+)
+
+// TokenAudience is the audience of the service-account token exchanged for an Entra ID
+// token in workload identity mode.
+const TokenAudience = "api://AzureADTokenExchange"
+
+// Sentinel errors of Select.
+var (
+	// ErrNoIdentity: the volume names no identity mode.
+	ErrNoIdentity = errors.New("no identity")
+	// ErrNodeIdentity: the volume asks for the node's or VM's identity, which kvinject refuses.
+	ErrNodeIdentity = errors.New("node identity refused")
+	// ErrMissingToken: workload identity without a service-account token for TokenAudience.
+	ErrMissingToken = errors.New("missing service-account token")
+	// ErrInvalid: a field is missing or malformed.
+	ErrInvalid = errors.New("invalid identity parameters")
+)
+
+// Request says whose token to get. It holds credentials (the service-account token,
+// the client secret): never log it; log Describe instead.
+type Request struct {
+	Mode Mode
+	// TenantID is the Entra ID tenant (workload identity, service principal).
+	TenantID string
+	// ClientID is the application's client ID (workload identity, service principal).
+	ClientID string
+	// PodName and PodNamespace identify the pod (pod identity, and messages).
+	PodName, PodNamespace string
+	// ServiceAccountToken is the kubelet's token for TokenAudience (workload identity).
+	ServiceAccountToken string
+	// ClientSecret is the service principal's secret.
+	ClientSecret string
+}
+
+// Describe names the identity for logs and events, without any credential.
+func (r Request) Describe() string {
+	switch r.Mode {
+	case ModePodIdentity:
+		return fmt.Sprintf("pod identity of pod %s/%s", r.PodNamespace, r.PodName)
+	case ModeWorkloadIdentity:
+		return fmt.Sprintf("workload identity (client ID %q)", r.ClientID)
+	case ModeServicePrincipal:
+		return fmt.Sprintf("service principal (client ID %q)", r.ClientID)
+	}
+	return "no identity"
+}
+
+// Sensitive returns the credential strings r carries (to scrub from any text).
+func (r Request) Sensitive() []string {
+	var out []string
+	for _, s := range []string{r.ServiceAccountToken, r.ClientSecret} {
+		if s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// Attributes are the identity-related volume attributes (SecretProviderClass
+// parameters) Select reads.
+type Attributes struct {
+	TenantID               string
+	ClientID               string
+	UsePodIdentity         string
+	UseVMManagedIdentity   string
+	UserAssignedIdentityID string
+}
+
+// Select picks the identity mode for a volume and gathers what it needs, in the Azure
+// provider's order: usePodIdentity, then clientID (workload identity), then a
+// nodePublishSecretRef with clientid/clientsecret (service principal). A request for
+// the node's identity (useVMManagedIdentity, userAssignedIdentityID) is refused with
+// ErrNodeIdentity, and so is a volume with no mode (ErrNoIdentity): nothing falls back
+// to the node. The service-account token is read from secrets first, then from
+// volumeContext. Errors never contain a credential.
+func Select(a Attributes, volumeContext, secrets map[string]string) (Request, error) {
+	r := Request{
+		TenantID:     strings.TrimSpace(a.TenantID),
+		ClientID:     strings.TrimSpace(a.ClientID),
+		PodName:      volumeContext[ContextPodName],
+		PodNamespace: volumeContext[ContextPodNamespace],
+	}
+	podIdentity, err := parseBool("usePodIdentity", a.UsePodIdentity)
+	if err != nil {
+		return Request{}, err
+	}
+	vmIdentity, err := parseBool("useVMManagedIdentity", a.UseVMManagedIdentity)
+	if err != nil {
+		return Request{}, err
+	}
+	if vmIdentity || strings.TrimSpace(a.UserAssignedIdentityID) != "" {
+		return Request{}, fmt.Errorf("%w: the volume asks for the node's managed identity (useVMManagedIdentity/userAssignedIdentityID), which every pod on the node could use; use pod identity (usePodIdentity), workload identity (clientID) or a service principal (nodePublishSecretRef)", ErrNodeIdentity)
+	}
+	switch {
+	case podIdentity:
+		r.Mode = ModePodIdentity
+		r.ClientID, r.TenantID = "", "" // NMI decides both from the pod's binding
+		if r.PodName == "" || r.PodNamespace == "" {
+			return Request{}, fmt.Errorf("%w: pod identity needs the pod's name and namespace; set podInfoOnMount: true in the CSIDriver", ErrInvalid)
+		}
+	case r.ClientID != "":
+		r.Mode = ModeWorkloadIdentity
+		if err := validateGUIDish("clientID", r.ClientID); err != nil {
+			return Request{}, err
+		}
+		tok, err := serviceAccountToken(volumeContext, secrets)
+		if err != nil {
+			return Request{}, err
+		}
+		r.ServiceAccountToken = tok
+	case secrets[SecretClientID] != "" || secrets[SecretClientSecret] != "":
+		r.Mode = ModeServicePrincipal
+		r.ClientID = strings.TrimSpace(secrets[SecretClientID])
+		r.ClientSecret = secrets[SecretClientSecret]
+		if r.ClientID == "" || r.ClientSecret == "" {
+			return Request{}, fmt.Errorf("%w: the nodePublishSecretRef secret must hold both %q and %q", ErrInvalid, SecretClientID, SecretClientSecret)
+		}
+		if err := validateGUIDish("clientid", r.ClientID); err != nil {
+			return Request{}, err
+		}
+	default:
+		return Request{}, fmt.Errorf("%w: the volume names no identity; set usePodIdentity: \"true\" (AAD Pod Identity), clientID (workload identity), or a nodePublishSecretRef with clientid and clientsecret", ErrNoIdentity)
+	}
+	if r.Mode != ModePodIdentity {
+		if r.TenantID == "" {
+			return Request{}, fmt.Errorf("%w: tenantId is required for %s", ErrInvalid, r.Mode)
+		}
+		if err := validateGUIDish("tenantId", r.TenantID); err != nil {
+			return Request{}, err
+		}
+	}
+	return r, nil
+}
+
+func serviceAccountToken(volumeContext, secrets map[string]string) (string, error) {
+	raw, ok := secrets[ContextTokens]
+	if !ok || raw == "" {
+		raw = volumeContext[ContextTokens]
+	}
+	if raw == "" {
+		return "", fmt.Errorf("%w: the kubelet sent no service-account token; add tokenRequests with audience %q to the CSIDriver", ErrMissingToken, TokenAudience)
+	}
+	tokens, err := ParseServiceAccountTokens(raw)
+	if err != nil {
+		return "", err
+	}
+	t, ok := tokens[TokenAudience]
+	if !ok || t.Token == "" {
+		return "", fmt.Errorf("%w: the kubelet sent no service-account token for audience %q; add it to the CSIDriver's tokenRequests", ErrMissingToken, TokenAudience)
+	}
+	return t.Token, nil
+}
+
+func parseBool(field, v string) (bool, error) {
+	switch strings.ToLower(strings.TrimSpace(v)) {
+	case "", "false":
+		return false, nil
+	case "true":
+		return true, nil
+	}
+	return false, fmt.Errorf("%w: %s must be \"true\" or \"false\", not %q", ErrInvalid, field, truncate(v, 16))
+}
+
+// validateGUIDish accepts IDs of letters, digits, '-' and '.' (tenant IDs may be domain
+// names), 1-64 characters: enough to keep them out of URLs' structure.
+func validateGUIDish(field, v string) error {
+	if len(v) == 0 || len(v) > 64 {
+		return fmt.Errorf("%w: %s must be 1 to 64 characters", ErrInvalid, field)
+	}
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '-' || c == '.') {
+			return fmt.Errorf("%w: %s %q may hold only letters, digits, '-' and '.'", ErrInvalid, field, truncate(v, 64))
+		}
+	}
+	return nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "..."
+	}
+	return s
+}

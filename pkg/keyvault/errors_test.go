@@ -1,0 +1,163 @@
+package keyvault
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
+)
+
+func responseError(status int, body string) error {
+	resp := &http.Response{StatusCode: status, Header: http.Header{}, Body: io.NopCloser(strings.NewReader(body)),
+		Request: &http.Request{Method: http.MethodGet}}
+	resp.Request.URL = mustURL("https://az-key-vault-demo.vault.azure.net/secrets/DatabasePassword/")
+	return runtime.NewResponseError(resp)
+}
+
+func TestClassify(t *testing.T) {
+	t.Parallel()
+	who := `workload identity (client ID "abc")`
+	kvErr := func(code, inner string) string {
+		if inner == "" {
+			return fmt.Sprintf(`{"error":{"code":%q,"message":"m"}}`, code)
+		}
+		return fmt.Sprintf(`{"error":{"code":%q,"message":"m","innererror":{"code":%q}}}`, code, inner)
+	}
+	cases := []struct {
+		name  string
+		obj   Object
+		err   error
+		class error
+		msg   string
+	}{
+		{"not found", Object{Name: "DatabasePassword"}, responseError(404, kvErr("SecretNotFound", "")), ErrNotFound,
+			`vault "az-key-vault-demo": secret "DatabasePassword": Key Vault answered 404 SecretNotFound: there is no secret named "DatabasePassword" in vault "az-key-vault-demo"; check objectName and objectType`},
+		{"forbidden by policy", Object{Name: "DatabasePassword"}, responseError(403, kvErr("Forbidden", "ForbiddenByPolicy")), ErrForbidden,
+			`vault "az-key-vault-demo": secret "DatabasePassword": Key Vault answered 403 ForbiddenByPolicy: workload identity (client ID "abc") lacks get permission on secrets in vault "az-key-vault-demo"; grant it get on secrets (access policy) or a Key Vault Secrets User role`},
+		{"forbidden by RBAC on a key", Object{Name: "k", Type: TypeKey}, responseError(403, kvErr("Forbidden", "ForbiddenByRbac")), ErrForbidden,
+			`vault "az-key-vault-demo": key "k": Key Vault answered 403 ForbiddenByRbac: workload identity (client ID "abc") lacks get permission on keys in vault "az-key-vault-demo"; grant it get on keys (access policy) or a Key Vault Crypto User role`},
+		{"disabled", Object{Name: "DatabasePassword", Version: "0123456789abcdef0123456789abcdef"}, responseError(403, kvErr("Forbidden", "SecretDisabled")), ErrDisabled,
+			`vault "az-key-vault-demo": secret "DatabasePassword" version 0123456789abcdef0123456789abcdef: Key Vault answered 403 SecretDisabled: the secret is disabled in vault "az-key-vault-demo"; enable it, or set objectVersion to an enabled version`},
+		{"throttled", Object{Name: "s"}, responseError(429, kvErr("Throttled", "")), ErrThrottled,
+			`vault "az-key-vault-demo": secret "s": Key Vault answered 429 Throttled: Key Vault throttled the requests to vault "az-key-vault-demo" after retries; the next refresh retries`},
+		{"unauthorized", Object{Name: "s"}, responseError(401, kvErr("Unauthorized", "AKV10032")), ErrAuth,
+			`Key Vault answered 401 AKV10032: Key Vault rejected the token of workload identity (client ID "abc"); check that tenantId is the vault's tenant and that the identity exists there`},
+		{"server error", Object{Name: "s"}, responseError(503, "not json"), ErrUnavailable,
+			`Key Vault answered 503 : vault "az-key-vault-demo" did not answer successfully after retries`},
+		{"wrong tenant", Object{Name: "s"}, errors.New(`ClientAssertionCredential isn't configured to acquire tokens for tenant "t2". To enable...`), ErrWrongTenant,
+			`vault "az-key-vault-demo": secret "s": the vault's challenge names another tenant: vault "az-key-vault-demo" is not in the tenant the volume names; set tenantId to the vault's tenant`},
+		{"network", Object{Name: "s"}, errors.New("dial tcp: connection refused\nmore detail"), nil,
+			`vault "az-key-vault-demo": secret "s": dial tcp: connection refused`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			oe := classify("az-key-vault-demo", tc.obj, who, tc.err)
+			if tc.class != nil && !errors.Is(oe, tc.class) {
+				t.Errorf("class: errors.Is(%v) false", tc.class)
+			}
+			if !strings.Contains(oe.Error(), tc.msg) {
+				t.Errorf("message\n%s\nwant it to contain\n%s", oe.Error(), tc.msg)
+			}
+		})
+	}
+}
+
+// countingSource answers after a delay and records the peak concurrency.
+type countingSource struct {
+	inFlight, peak atomic.Int32
+	fail           map[string]bool
+}
+
+func (s *countingSource) GetSecret(ctx context.Context, name, version string) (Secret, error) {
+	n := s.inFlight.Add(1)
+	defer s.inFlight.Add(-1)
+	for {
+		p := s.peak.Load()
+		if n <= p || s.peak.CompareAndSwap(p, n) {
+			break
+		}
+	}
+	time.Sleep(5 * time.Millisecond)
+	if s.fail[name] {
+		return Secret{}, responseError(404, `{"error":{"code":"SecretNotFound"}}`)
+	}
+	return Secret{Value: "value-of-" + name, Version: "v"}, nil
+}
+func (s *countingSource) GetKey(context.Context, string, string) (Key, error) {
+	return Key{}, errors.New("no")
+}
+func (s *countingSource) GetCertificate(context.Context, string, string) (Certificate, error) {
+	return Certificate{}, errors.New("no")
+}
+
+func TestFetch(t *testing.T) {
+	t.Parallel()
+	var objs []Object
+	for i := 0; i < 20; i++ {
+		objs = append(objs, Object{Name: fmt.Sprintf("s%02d", i), FilePermission: "0440"})
+	}
+	src := &countingSource{}
+	files, err := Fetch(t.Context(), src, objs, FetchOptions{Vault: "v", Concurrency: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := src.peak.Load(); p != 4 {
+		t.Errorf("peak concurrency %d, want exactly the bound 4", p)
+	}
+	for i, f := range files {
+		if f.Name != objs[i].Name || string(f.Data) != "value-of-"+objs[i].Name || f.Mode != 0o440 {
+			t.Fatalf("file %d = %+v", i, f)
+		}
+	}
+	src = &countingSource{fail: map[string]bool{"s03": true, "s07": true}}
+	files, err = Fetch(t.Context(), src, objs, FetchOptions{Vault: "v", Concurrency: 8})
+	if files != nil {
+		t.Fatal("a failed fetch returned files")
+	}
+	var oes []*ObjectError
+	for _, e := range err.(interface{ Unwrap() []error }).Unwrap() {
+		var oe *ObjectError
+		if errors.As(e, &oe) {
+			oes = append(oes, oe)
+		}
+	}
+	if len(oes) != 2 || oes[0].Object != "s03" || oes[1].Object != "s07" || !errors.Is(err, ErrNotFound) {
+		t.Fatalf("errors %v", err)
+	}
+}
+
+func TestLookupCloud(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, want, suffix string
+		err                bool
+	}{
+		{"", CloudPublic, "vault.azure.net", false},
+		{"azurepubliccloud", CloudPublic, "vault.azure.net", false},
+		{"AzureUSGovernmentCloud", CloudUSGovernment, "vault.usgovcloudapi.net", false},
+		{"AzureChinaCloud", CloudChina, "vault.azure.cn", false},
+		{"AzureStackCloud", "", "", true},
+		{"Mars", "", "", true},
+	} {
+		c, err := LookupCloud(tc.name)
+		if tc.err != (err != nil) || c.Name != tc.want || c.VaultSuffix != tc.suffix {
+			t.Errorf("LookupCloud(%q) = %+v, %v", tc.name, c, err)
+		}
+	}
+}
+
+func mustURL(s string) *url.URL {
+	u, err := url.Parse(s)
+	if err != nil {
+		panic(err)
+	}
+	return u
+}
