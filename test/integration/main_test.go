@@ -258,4 +258,3 @@ func namespace(t *testing.T, name string, annotations map[string]string) string 
 	t.Cleanup(func() { _ = cp.Client.Delete(context.Background(), ns) })
 	return name
 }
-
