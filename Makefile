@@ -9,7 +9,7 @@ CACHE     ?= $(CURDIR)/.cache
 export KVINJECT_CACHE := $(CACHE)
 FUZZTIME  ?= 20s
 # Packages whose tests need nothing but Go (no API server, no root).
-UNIT_PKGS := ./pkg/... ./internal/... ./cmd/... ./test/emulator/... ./test/cmd/azure-emulator/...
+UNIT_PKGS := ./pkg/... ./internal/... ./cmd/... ./test/emulator/... ./test/cmd/azure-emulator/... ./test/load/...
 
 .PHONY: help
 help: ## List the targets.
@@ -20,7 +20,7 @@ build: ## Build the programs into bin/.
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/ ./cmd/...
 
 .PHONY: test
-test: lint test-unit test-integration ## Everything CI runs: lint, unit and integration tests.
+test: lint test-unit test-integration test-install ## Everything CI runs: lint, unit, integration and install tests.
 
 .PHONY: test-unit
 test-unit: ## The fast tests: no API server, no cluster.
@@ -31,11 +31,23 @@ tools: ## Build (or reuse) etcd, kube-apiserver, ... into the version-keyed cach
 	test/tools/build.sh
 
 .PHONY: test-integration
-test-integration: tools ## Tests against a real kube-apiserver and etcd (envtest).
-	KUBEBUILDER_ASSETS="$$(test/tools/build.sh)" $(GO) test -count=1 -timeout 20m ./test/integration/...
+test-integration: tools ## Webhook and node plugin against a real kube-apiserver, the Azure emulator, csi-test sanity (needs root).
+	KUBEBUILDER_ASSETS="$$(test/tools/build.sh)" $(GO) test -count=1 -timeout 20m ./test/integration/... ./test/csi/...
+
+.PHONY: test-install
+test-install: tools ## The Helm chart: render/lint/golden tests, and helm install with cert-manager on a local control plane.
+	KUBEBUILDER_ASSETS="$$(test/tools/build.sh)" $(GO) test -count=1 -timeout 15m ./test/install/...
+
+.PHONY: manifests
+manifests: ## Regenerate deploy/webhook and deploy/csi from the Helm chart (never edit them by hand).
+	$(GO) run ./test/cmd/render-manifests
+
+.PHONY: verify-manifests
+verify-manifests: ## Fail if deploy/ is not what the chart renders (run by lint).
+	$(GO) run ./test/cmd/render-manifests -check
 
 .PHONY: lint
-lint: ## gofmt, go vet.
+lint: verify-manifests ## gofmt, go vet, deploy/ current.
 	@out="$$(gofmt -l $$(git ls-files '*.go'))"; if [[ -n "$$out" ]]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
@@ -43,11 +55,18 @@ lint: ## gofmt, go vet.
 fuzz: ## Run every fuzz target for FUZZTIME each (seeds run in test-unit anyway).
 	$(GO) test ./pkg/mutate -run '^$$' -fuzz '^FuzzParseSecrets$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./pkg/webhook -run '^$$' -fuzz '^FuzzHandler$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./pkg/mutate -run '^$$' -fuzz '^FuzzObjectsAttribute$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./pkg/csi -run '^$$' -fuzz '^FuzzParseParameters$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./pkg/csi -run '^$$' -fuzz '^FuzzWriterNames$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./pkg/identity -run '^$$' -fuzz '^FuzzParseServiceAccountTokens$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./pkg/identity -run '^$$' -fuzz '^FuzzSelect$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./test/emulator -run '^$$' -fuzz '^FuzzParseSeed$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s
 
 .PHONY: bench
-bench: ## Handler benchmark and HTTPS load run of the webhook.
+bench: ## Webhook handler benchmark and HTTPS load run; node plugin publish benchmark (root).
 	$(GO) test ./pkg/webhook -run '^$$' -bench . -benchmem -count 5
 	$(GO) run ./test/cmd/webhook-load -duration 10s
+	$(GO) test ./test/csi -run '^$$' -bench BenchmarkPublish50Secrets -benchtime 20x
 
 .PHONY: demo
 demo: ## Bring up the local cluster, emulator and both programs, and show the tutorial pod's secrets.
@@ -56,3 +75,4 @@ demo: ## Bring up the local cluster, emulator and both programs, and show the tu
 .PHONY: clean
 clean: ## Remove build outputs (not the tools cache).
 	rm -rf $(BIN)
+
