@@ -7,9 +7,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -412,6 +410,24 @@ func renewal(t *testing.T, c client.Client, wh *runningWebhook, old *corev1.Secr
 		}},
 	} {
 		current = renewOnce(t, c, wh, current, path.name, path.trigger)
+		// Let cert-manager finish the issuance (Issuing condition gone, the next private
+		// key released) before the next trigger: a Secret deleted while the last request
+		// is still current is restored from that request, with the same serial.
+		eventually(t, time.Minute, "cert-manager settles after "+path.name, func() error {
+			var crt cmapi.Certificate
+			if err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: "kvinject-webhook"}, &crt); err != nil {
+				return err
+			}
+			if crt.Status.NextPrivateKeySecretName != nil {
+				return fmt.Errorf("next private key %s still held", *crt.Status.NextPrivateKeySecretName)
+			}
+			for _, cond := range crt.Status.Conditions {
+				if cond.Type == cmapi.CertificateConditionIssuing && cond.Status == cmmeta.ConditionTrue {
+					return errors.New("still issuing")
+				}
+			}
+			return nil
+		})
 	}
 	// Keep admitting pods with the new certificate for a moment.
 	time.Sleep(time.Second)
@@ -474,7 +490,6 @@ type runningWebhook struct {
 
 func startWebhook(t *testing.T, c client.Client, admin *rest.Config, hostIP string) *runningWebhook {
 	t.Helper()
-	ctx := t.Context()
 	var dep appsv1.Deployment
 	get(t, c, client.ObjectKey{Namespace: namespace, Name: "kvinject-webhook"}, &dep)
 	spec := dep.Spec.Template.Spec
@@ -509,40 +524,8 @@ func startWebhook(t *testing.T, c client.Client, admin *rest.Config, hostIP stri
 	restCfg := rest.CopyConfig(admin)
 	restCfg.Impersonate = rest.ImpersonationConfig{UserName: fmt.Sprintf("system:serviceaccount:%s:%s", namespace, spec.ServiceAccountName)}
 
-	runCtx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- webhook.Run(runCtx, cfg, webhook.Options{RestConfig: restCfg, Logger: errorsOnly(t)}) }()
-	w := &runningWebhook{addr: fmt.Sprintf("%s:%d", hostIP, port), certDir: certDir, port: port}
-	var once sync.Once
-	w.stop = func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Errorf("webhook: %v", err)
-				}
-			case <-time.After(30 * time.Second):
-				t.Errorf("webhook did not stop within 30 s")
-			}
-		})
-	}
-	t.Cleanup(w.stop)
-	eventually(t, 30*time.Second, "webhook ready (informers synced as the chart's ServiceAccount)", func() error {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/readyz?verbose", healthPort))
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(resp.Body)
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("HTTP %d: %s", resp.StatusCode, body)
-		}
-		return nil
-	})
+	run := framework.RunWebhook(t, cfg, webhook.Options{RestConfig: restCfg, Logger: errorsOnly(t)})
+	w := &runningWebhook{addr: fmt.Sprintf("%s:%d", hostIP, port), certDir: certDir, port: port, stop: run.Stop}
 	return w
 }
 

@@ -128,41 +128,8 @@ func startWebhook(t *testing.T) *runningWebhook {
 	if err := cfg.Complete(); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- webhook.Run(ctx, cfg, webhook.Options{RestConfig: cp.Config, Logger: testr.New(t)}) }()
-	w := &runningWebhook{metricsURL: fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort)}
-	stopped := false
-	w.stop = func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("webhook: %v", err)
-			}
-		case <-time.After(30 * time.Second):
-			t.Errorf("webhook did not stop within 30 s")
-		}
-	}
-	t.Cleanup(w.stop)
-
-	readyz := fmt.Sprintf("http://127.0.0.1:%d/readyz", healthPort)
-	eventually(t, 30*time.Second, "webhook ready", func() error {
-		resp, err := http.Get(readyz + "?verbose")
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(resp.Body)
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("readyz: HTTP %d: %s", resp.StatusCode, body)
-		}
-		return nil
-	})
+	run := framework.RunWebhook(t, cfg, webhook.Options{RestConfig: cp.Config, Logger: testr.New(t)})
+	w := &runningWebhook{metricsURL: fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort), stop: run.Stop}
 	// The API server picks up the registration asynchronously: wait until a dry-run
 	// of an annotated pod comes back injected.
 	eventually(t, 30*time.Second, "API server calls the webhook", func() error {
