@@ -140,7 +140,7 @@ func TestInstall(t *testing.T) {
 	t.Logf("helm install: %v", since(installStart))
 
 	crtKey := client.ObjectKey{Namespace: namespace, Name: "kvinject-webhook"}
-	eventually(t, time.Minute, "Certificate kvinject-webhook Ready", func() error {
+	framework.Eventually(t, time.Minute, "Certificate kvinject-webhook Ready", func() error {
 		var crt cmapi.Certificate
 		if err := c.Get(ctx, crtKey, &crt); err != nil {
 			return err
@@ -164,7 +164,7 @@ func TestInstall(t *testing.T) {
 		t.Errorf("issued certificate does not verify against ca.crt: %v", err)
 	}
 
-	eventually(t, time.Minute, "CA bundle injected into the MutatingWebhookConfiguration", func() error {
+	framework.Eventually(t, time.Minute, "CA bundle injected into the MutatingWebhookConfiguration", func() error {
 		var mwc admissionv1.MutatingWebhookConfiguration
 		if err := c.Get(ctx, client.ObjectKey{Name: releaseName}, &mwc); err != nil {
 			return err
@@ -179,7 +179,7 @@ func TestInstall(t *testing.T) {
 	// --- the webhook, as the Deployment would run it ---
 	wh := startWebhook(t, c, cp.Config, hostIP)
 	pointServiceAt(t, c, hostIP, wh.port)
-	eventually(t, 30*time.Second, "API server calls the installed webhook", func() error {
+	framework.Eventually(t, 30*time.Second, "API server calls the installed webhook", func() error {
 		p := tutorialPod("probe")
 		if err := c.Create(ctx, p, client.DryRunAll); err != nil {
 			return err
@@ -413,7 +413,7 @@ func renewal(t *testing.T, c client.Client, wh *runningWebhook, old *corev1.Secr
 		// Let cert-manager finish the issuance (Issuing condition gone, the next private
 		// key released) before the next trigger: a Secret deleted while the last request
 		// is still current is restored from that request, with the same serial.
-		eventually(t, time.Minute, "cert-manager settles after "+path.name, func() error {
+		framework.Eventually(t, time.Minute, "cert-manager settles after "+path.name, func() error {
 			var crt cmapi.Certificate
 			if err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: "kvinject-webhook"}, &crt); err != nil {
 				return err
@@ -441,7 +441,7 @@ func renewOnce(t *testing.T, c client.Client, wh *runningWebhook, old *corev1.Se
 	start := time.Now()
 	trigger()
 	var renewed *corev1.Secret
-	eventually(t, time.Minute, "cert-manager re-issues the certificate ("+how+")", func() error {
+	framework.Eventually(t, time.Minute, "cert-manager re-issues the certificate ("+how+")", func() error {
 		var s corev1.Secret
 		if err := c.Get(t.Context(), client.ObjectKey{Namespace: namespace, Name: "kvinject-webhook-tls"}, &s); err != nil {
 			return err
@@ -466,7 +466,7 @@ func renewOnce(t *testing.T, c client.Client, wh *runningWebhook, old *corev1.Se
 	// What the kubelet does for a mounted Secret: new files appear in the volume.
 	written := time.Now()
 	writeCertFiles(t, wh.certDir, renewed)
-	eventually(t, 30*time.Second, "the webhook serves the renewed certificate", func() error {
+	framework.Eventually(t, 30*time.Second, "the webhook serves the renewed certificate", func() error {
 		served, err := servedCert(wh.addr, renewed.Data["ca.crt"])
 		if err != nil {
 			return err
@@ -597,7 +597,7 @@ func checkCSIAccess(t *testing.T, cp *framework.ControlPlane, c client.Client) {
 		t.Errorf("parameters %v", params)
 	}
 	kube.Warning(ctx, csi.PodInfo{Name: "tutorial", Namespace: "default", UID: "uid-1"}, csi.ReasonRefreshFailed, "install test")
-	eventually(t, 10*time.Second, "the node plugin's Event is recorded", func() error {
+	framework.Eventually(t, 10*time.Second, "the node plugin's Event is recorded", func() error {
 		var evs corev1.EventList
 		if err := c.List(ctx, &evs, client.InNamespace("default")); err != nil {
 			return err
@@ -660,7 +660,7 @@ func nothingLeft(t *testing.T, cp *framework.ControlPlane, c client.Client, rels
 		kinds = append(kinds, r.kind+"/"+r.name)
 	}
 	t.Logf("checking %d objects are gone: %s", len(refs), strings.Join(kinds, ", "))
-	eventually(t, 90*time.Second, "every object of the release deleted", func() error {
+	framework.Eventually(t, 90*time.Second, "every object of the release deleted", func() error {
 		var left []string
 		for _, r := range refs {
 			u := &unstructured.Unstructured{}
@@ -878,21 +878,6 @@ func freePort(t *testing.T) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
-}
-
-func eventually(t *testing.T, timeout time.Duration, what string, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v: %v", what, timeout, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 func since(t time.Time) time.Duration { return time.Since(t).Round(time.Millisecond) }

@@ -132,7 +132,7 @@ func startWebhook(t *testing.T) *runningWebhook {
 	w := &runningWebhook{metricsURL: fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort), stop: run.Stop}
 	// The API server picks up the registration asynchronously: wait until a dry-run
 	// of an annotated pod comes back injected.
-	eventually(t, 30*time.Second, "API server calls the webhook", func() error {
+	framework.Eventually(t, 30*time.Second, "API server calls the webhook", func() error {
 		p := tutorialPod("default", "probe")
 		if err := cp.Client.Create(context.Background(), p, client.DryRunAll); err != nil {
 			return err
@@ -176,21 +176,6 @@ lines:
 		sum += v
 	}
 	return sum
-}
-
-func eventually(t *testing.T, timeout time.Duration, what string, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v: %v", what, timeout, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 }
 
 func tutorialAnnotations() map[string]string {

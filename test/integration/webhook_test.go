@@ -22,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/kvinject/kvinject/pkg/mutate"
+	"github.com/kvinject/kvinject/test/framework"
 )
 
 // tutorialObjects is the objects attribute DESIGN.md's tutorial pod must carry.
@@ -166,7 +167,7 @@ func TestDeploymentReplicasAndRollout(t *testing.T) {
 func waitPods(t *testing.T, ns string, labels map[string]string, n int, keep func(*corev1.Pod) bool) []corev1.Pod {
 	t.Helper()
 	var matched []corev1.Pod
-	eventually(t, 60*time.Second, fmt.Sprintf("%d pods in %s", n, ns), func() error {
+	framework.Eventually(t, 60*time.Second, fmt.Sprintf("%d pods in %s", n, ns), func() error {
 		var list corev1.PodList
 		if err := cp.Client.List(t.Context(), &list, client.InNamespace(ns), client.MatchingLabels(labels)); err != nil {
 			return err
@@ -325,7 +326,7 @@ func TestWorkloadIdentityFromServiceAccount(t *testing.T) {
 	delete(p.Annotations, mutate.AnnotationIdentity)
 	p.Spec.ServiceAccountName = "app"
 	// The webhook reads service accounts from its cache: retry until it has seen it.
-	eventually(t, 10*time.Second, "pod admitted", func() error { return cp.Client.Create(t.Context(), p.DeepCopy()) })
+	framework.Eventually(t, 10*time.Second, "pod admitted", func() error { return cp.Client.Create(t.Context(), p.DeepCopy()) })
 	var stored corev1.Pod
 	if err := cp.Client.Get(t.Context(), client.ObjectKeyFromObject(p), &stored); err != nil {
 		t.Fatal(err)
@@ -379,7 +380,7 @@ func TestReinvocation(t *testing.T) {
 	t.Cleanup(func() { _ = cp.Client.Delete(context.Background(), cfg) })
 
 	var stored corev1.Pod
-	eventually(t, 30*time.Second, "sidecar webhook active", func() error {
+	framework.Eventually(t, 30*time.Second, "sidecar webhook active", func() error {
 		p := tutorialPod(ns, "reinvoked")
 		if err := cp.Client.Create(t.Context(), p, client.DryRunAll); err != nil {
 			return err
