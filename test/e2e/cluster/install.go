@@ -46,12 +46,7 @@ func (c *Cluster) installInCluster(ctx context.Context, ep emulator.Endpoints, c
 	pool.AppendCertsFromPEM(caPEM)
 	addr := fmt.Sprintf("%s:%d", NodeIP, WebhookPort)
 	if err := c.waitForCluster(ctx, "webhook Deployment", 60*time.Second, "app.kubernetes.io/component=webhook", func(context.Context) error {
-		conn, err := tls.DialWithDialer(&net.Dialer{Timeout: time.Second}, "tcp", addr,
-			&tls.Config{RootCAs: pool, ServerName: "kvinject-webhook.kvinject.svc"})
-		if err == nil {
-			conn.Close()
-		}
-		return err
+		return tlsReachable(addr, pool, "kvinject-webhook.kvinject.svc")
 	}); err != nil {
 		return err
 	}
@@ -205,6 +200,16 @@ spec:
 `)
 }
 
+// tlsReachable completes a TLS handshake with addr, verifying serverName against pool.
+func tlsReachable(addr string, pool *x509.CertPool, serverName string) error {
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: time.Second}, "tcp", addr, &tls.Config{RootCAs: pool, ServerName: serverName})
+	if err != nil {
+		return err
+	}
+	return conn.Close()
+}
+
+// driverRegistered reports whether the node plugin has registered with the kubelet.
 func (c *Cluster) driverRegistered(ctx context.Context) error {
 	n, err := c.Client.StorageV1().CSINodes().Get(ctx, NodeName, metav1.GetOptions{})
 	if err != nil {

@@ -2,12 +2,9 @@ package cluster
 
 import (
 	"context"
-	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"io/fs"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -107,11 +104,7 @@ func (c *Cluster) startKvinject(ctx context.Context) error {
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(caPEM)
 	if err := c.waitFor(ctx, "webhook", 30*time.Second, func(context.Context) error {
-		conn, err := tls.DialWithDialer(&net.Dialer{Timeout: time.Second}, "tcp", fmt.Sprintf("127.0.0.1:%d", WebhookPort), &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"})
-		if err == nil {
-			conn.Close()
-		}
-		return err
+		return tlsReachable(fmt.Sprintf("127.0.0.1:%d", WebhookPort), pool, "127.0.0.1")
 	}); err != nil {
 		return err
 	}
@@ -138,18 +131,7 @@ func (c *Cluster) startKvinject(ctx context.Context) error {
 	}, nil); err != nil {
 		return err
 	}
-	return c.waitFor(ctx, "csi-node", 30*time.Second, func(ctx context.Context) error {
-		n, err := c.Client.StorageV1().CSINodes().Get(ctx, NodeName, metav1.GetOptions{})
-		if err != nil {
-			return err
-		}
-		for _, d := range n.Spec.Drivers {
-			if d.Name == DriverName {
-				return nil
-			}
-		}
-		return errors.New("driver not registered with the kubelet yet")
-	})
+	return c.waitFor(ctx, "csi-node", 30*time.Second, c.driverRegistered)
 }
 
 func (c *Cluster) waitCRD(ctx context.Context) error {
