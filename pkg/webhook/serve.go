@@ -1,10 +1,6 @@
 package webhook
 
-import (
-	"context"
-
-	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
-)
+import "context"
 
 // Serve serves h at Path over HTTPS the way Run does (the same controller-runtime
 // server, TLS settings and certificate reloading from cfg.CertDir) but without a
@@ -17,8 +13,7 @@ func Serve(ctx context.Context, cfg Config, h *Handler) error {
 	if err != nil {
 		return err
 	}
-	recoverPanic := true
-	server.Register(Path, &admission.Webhook{Handler: h, RecoverPanic: &recoverPanic})
+	server.Register(Path, admissionWebhook(h))
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	watched := make(chan error, 1)

@@ -93,12 +93,8 @@ func Run(ctx context.Context, cfg Config, opts Options) error {
 	}
 
 	mutator := mutate.NewMutator(cfg.Defaults, metadataLookup{reader: cache})
-	recoverPanic := true
 	// GetWebhookServer (not server itself) adds the server to the manager's runnables.
-	mgr.GetWebhookServer().Register(Path, &admission.Webhook{
-		Handler:      NewHandler(mutator, metrics, opts.Logger.WithName("admission")),
-		RecoverPanic: &recoverPanic,
-	})
+	mgr.GetWebhookServer().Register(Path, admissionWebhook(NewHandler(mutator, metrics, opts.Logger.WithName("admission"))))
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return err
 	}
@@ -151,4 +147,11 @@ func newServer(cfg Config) (crwebhook.Server, *certwatcher.CertWatcher, error) {
 		}},
 	})
 	return server, certs, nil
+}
+
+// admissionWebhook is h behind controller-runtime's admission HTTP handler, which
+// decodes reviews, encodes responses and turns a panic into an error response.
+func admissionWebhook(h *Handler) *admission.Webhook {
+	recoverPanic := true
+	return &admission.Webhook{Handler: h, RecoverPanic: &recoverPanic}
 }

@@ -12,8 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
-
 	"github.com/kvinject/kvinject/internal/testcerts"
 	"github.com/kvinject/kvinject/pkg/mutate"
 )
@@ -35,7 +33,7 @@ func (b blockingLookup) ServiceAccountAnnotations(context.Context, string, strin
 }
 
 // TestShutdownDrainsInFlightReviews stops the server while a review is in flight: the
-// review still gets its patch, new connections are refused, and Start returns.
+// review still gets its patch, new connections are refused, and Serve returns.
 func TestShutdownDrainsInFlightReviews(t *testing.T) {
 	ca, err := testcerts.NewCA("kvinject-test-ca")
 	if err != nil {
@@ -51,18 +49,12 @@ func TestShutdownDrainsInFlightReviews(t *testing.T) {
 	}
 	cfg := DefaultConfig()
 	cfg.Host, cfg.Port, cfg.CertDir = "127.0.0.1", freePort(t), dir
-	server, certs, err := newServer(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
 	lookup := blockingLookup{entered: make(chan struct{}, 1), release: make(chan struct{})}
 	h, _ := newTestHandler(t, lookup)
-	server.Register(Path, &admission.Webhook{Handler: h})
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	go func() { _ = certs.Start(ctx) }()
 	stopped := make(chan error, 1)
-	go func() { stopped <- server.Start(ctx) }()
+	go func() { stopped <- Serve(ctx, cfg, h) }()
 
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(ca.CertPEM)
@@ -117,7 +109,7 @@ func TestShutdownDrainsInFlightReviews(t *testing.T) {
 	}
 	select {
 	case err := <-stopped:
-		t.Fatalf("Start returned (%v) before the in-flight review finished", err)
+		t.Fatalf("Serve returned (%v) before the in-flight review finished", err)
 	default:
 	}
 	close(lookup.release)
@@ -128,9 +120,9 @@ func TestShutdownDrainsInFlightReviews(t *testing.T) {
 	select {
 	case err := <-stopped:
 		if err != nil {
-			t.Fatalf("Start: %v", err)
+			t.Fatalf("Serve: %v", err)
 		}
 	case <-time.After(10 * time.Second):
-		t.Fatal("Start did not return after the last review finished")
+		t.Fatal("Serve did not return after the last review finished")
 	}
 }

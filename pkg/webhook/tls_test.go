@@ -16,8 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
-
 	"github.com/kvinject/kvinject/internal/testcerts"
 )
 
@@ -86,18 +84,11 @@ func TestCertificateSwap(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.Host, cfg.Port, cfg.CertDir = "127.0.0.1", freePort(t), vol.dir
 	cfg.CertPollInterval = 200 * time.Millisecond
-	server, certs, err := newServer(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
 	h, _ := newTestHandler(t, staticLookup{})
-	server.Register(Path, &admission.Webhook{Handler: h})
 	ctx, cancel := context.WithCancel(t.Context())
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); _ = certs.Start(ctx) }()
-	go func() { defer wg.Done(); _ = server.Start(ctx) }()
-	t.Cleanup(func() { cancel(); wg.Wait() })
+	served := make(chan error, 1)
+	go func() { served <- Serve(ctx, cfg, h) }()
+	t.Cleanup(func() { cancel(); <-served })
 
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(ca.CertPEM)
