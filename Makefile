@@ -8,16 +8,21 @@ BIN       := bin
 CACHE     ?= $(CURDIR)/.cache
 export KVINJECT_CACHE := $(CACHE)
 FUZZTIME  ?= 20s
+# The version both programs report (--version, GetPluginInfo, logs, User-Agent).
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+LDFLAGS   := -s -w -X github.com/kvinject/kvinject/internal/version.version=$(VERSION)
 # Packages whose tests need nothing but Go (no API server, no root).
-UNIT_PKGS := ./pkg/... ./internal/... ./cmd/... ./test/emulator/... ./test/cmd/azure-emulator/... ./test/load/... ./test/e2e/image/...
+UNIT_PKGS := ./pkg/... ./internal/... ./cmd/... ./hack/... ./test/emulator/... ./test/cmd/azure-emulator/... ./test/load/fixture/... ./test/e2e/image/...
+# Packages the webhook must never link: the Azure SDK is the node plugin's alone.
+AZURE_SDK := github.com/Azure/azure-sdk-for-go|github.com/AzureAD/microsoft-authentication-library-for-go|software.sslmate.com/src/go-pkcs12
 
 .PHONY: help
 help: ## List the targets.
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: build
-build: ## Build the programs into bin/.
-	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/ ./cmd/...
+build: ## Build the programs into bin/, stamped with VERSION.
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/...
 
 .PHONY: test
 test: lint test-unit test-integration test-install e2e ## Everything CI runs: lint, unit, integration, install and end-to-end tests.
@@ -31,8 +36,8 @@ tools: ## Build (or reuse) etcd, kube-apiserver, ... into the version-keyed cach
 	test/tools/build.sh
 
 .PHONY: test-integration
-test-integration: tools ## Webhook and node plugin against a real kube-apiserver, the Azure emulator, csi-test sanity (needs root).
-	KUBEBUILDER_ASSETS="$$(test/tools/build.sh)" $(GO) test -count=1 -timeout 20m ./test/integration/... ./test/csi/...
+test-integration: tools ## Webhook and node plugin against a real kube-apiserver, the Azure emulator, csi-test sanity, the load generator (needs root).
+	KUBEBUILDER_ASSETS="$$(test/tools/build.sh)" $(GO) test -count=1 -timeout 20m ./test/integration/... ./test/csi/... ./test/load/...
 
 .PHONY: test-install
 test-install: tools ## The Helm chart: render/lint/golden tests, and helm install with cert-manager on a local control plane.
@@ -40,22 +45,30 @@ test-install: tools ## The Helm chart: render/lint/golden tests, and helm instal
 
 .PHONY: manifests
 manifests: ## Regenerate deploy/webhook and deploy/csi from the Helm chart (never edit them by hand).
-	$(GO) run ./test/cmd/render-manifests
+	$(GO) run ./hack/render-manifests
 
 .PHONY: verify-manifests
 verify-manifests: ## Fail if deploy/ is not what the chart renders (run by lint).
-	$(GO) run ./test/cmd/render-manifests -check
+	$(GO) run ./hack/render-manifests -check
+
+.PHONY: devtools
+devtools: ## Build (or reuse) the linter from hack/tools into the version-keyed cache.
+	hack/tools/build.sh
 
 .PHONY: lint
-lint: verify-manifests ## gofmt, go vet, deploy/ current.
+lint: verify-manifests devtools ## gofmt, go vet, staticcheck (staticcheck.conf), deploy/ current, the webhook free of the Azure SDK.
 	@out="$$(gofmt -l $$(git ls-files '*.go'))"; if [[ -n "$$out" ]]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	"$$(hack/tools/build.sh)/staticcheck" ./...
+	@sdk="$$($(GO) list -deps ./cmd/webhook | grep -E '^($(AZURE_SDK))' || true)"; \
+	if [[ -n "$$sdk" ]]; then echo "cmd/webhook links the Azure SDK (keep it in pkg/keyvault, out of pkg/contract):"; echo "$$sdk"; exit 1; fi; \
+	echo "cmd/webhook links no Azure SDK package"
 
 .PHONY: fuzz
 fuzz: ## Run every fuzz target for FUZZTIME each (seeds run in test-unit anyway).
-	$(GO) test ./pkg/mutate -run '^$$' -fuzz '^FuzzParseSecrets$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./pkg/contract -run '^$$' -fuzz '^FuzzParseAliasList$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./pkg/webhook -run '^$$' -fuzz '^FuzzHandler$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./pkg/mutate -run '^$$' -fuzz '^FuzzObjectsAttribute$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./pkg/contract -run '^$$' -fuzz '^FuzzObjectsAttribute$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./pkg/csi -run '^$$' -fuzz '^FuzzParseParameters$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./pkg/csi -run '^$$' -fuzz '^FuzzWriterNames$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./pkg/identity -run '^$$' -fuzz '^FuzzParseServiceAccountTokens$$' -fuzztime $(FUZZTIME)
@@ -63,9 +76,9 @@ fuzz: ## Run every fuzz target for FUZZTIME each (seeds run in test-unit anyway)
 	$(GO) test ./test/emulator -run '^$$' -fuzz '^FuzzParseSeed$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s
 
 .PHONY: bench
-bench: ## Webhook handler benchmark and HTTPS load run; node plugin publish benchmark (root).
+bench: tools ## Webhook handler benchmark and HTTPS load run; node plugin publish benchmark (root).
 	$(GO) test ./pkg/webhook -run '^$$' -bench . -benchmem -count 5
-	$(GO) run ./test/cmd/webhook-load -duration 10s
+	KUBEBUILDER_ASSETS="$$(test/tools/build.sh)" $(GO) run ./test/cmd/webhook-load -duration 10s
 	$(GO) test ./test/csi -run '^$$' -bench BenchmarkPublish50Secrets -benchtime 20x
 
 .PHONY: demo

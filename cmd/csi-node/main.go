@@ -1,4 +1,5 @@
-// Command csi-node is kvinject's CSI node plugin; see package csi.
+// Command csi-node is kvinject's CSI node plugin. See package
+// github.com/kvinject/kvinject/pkg/csi.
 package main
 
 import (
@@ -7,19 +8,13 @@ import (
 	"os/signal"
 	"syscall"
 
-	"k8s.io/klog/v2"
-
+	"github.com/kvinject/kvinject/internal/program"
 	"github.com/kvinject/kvinject/pkg/csi"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := csi.Execute(ctx, os.Args[1:], os.Stdout)
+	code := program.Main(ctx, "kvinject-csi-node", csi.NewOptions(), os.Args[1:], os.Stdout, os.Stderr)
 	stop()
-	if err != nil {
-		klog.ErrorS(err, "csi-node failed")
-		klog.Flush()
-		os.Exit(1)
-	}
-	klog.Flush()
+	os.Exit(code)
 }

@@ -3,14 +3,18 @@
 package main
 
 import (
+	"context"
 	"os"
+	"os/signal"
+	"syscall"
 
-	ctrl "sigs.k8s.io/controller-runtime"
-
+	"github.com/kvinject/kvinject/internal/program"
 	"github.com/kvinject/kvinject/pkg/webhook"
 )
 
 func main() {
-	ctx := ctrl.SetupSignalHandler()
-	os.Exit(webhook.Main(ctx, os.Args[1:], os.Stderr))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := program.Main(ctx, "kvinject-webhook", webhook.NewOptions(), os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
 }

@@ -2,13 +2,8 @@ package csi
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"fmt"
-	"net"
 	"net/http"
-	"os"
-	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
@@ -111,50 +106,4 @@ func forEachObjectError(err error, fn func(*keyvault.ObjectError)) {
 	case interface{ Unwrap() error }:
 		forEachObjectError(e.Unwrap(), fn)
 	}
-}
-
-// AzureHTTPOptions configures NewAzureHTTPClient.
-type AzureHTTPOptions struct {
-	// IdleConnsPerHost is how many idle connections per host are kept for reuse by
-	// later publishes; set it to the fetch concurrency bound.
-	IdleConnsPerHost int
-	// DialAddress (test only) sends every dial to this host:port; host names, and so
-	// TLS names and Key Vault's challenge checks, stay real.
-	DialAddress string
-	// CAFile (test only) is a PEM file of CAs trusted besides the system's.
-	CAFile string
-}
-
-// NewAzureHTTPClient returns the HTTP client for Entra ID and Key Vault: HTTP/2 when
-// the server offers it, and enough idle connections kept per host that a volume's
-// concurrent fetches reuse connections from one publish to the next.
-func NewAzureHTTPClient(opts AzureHTTPOptions) (*http.Client, error) {
-	t := http.DefaultTransport.(*http.Transport).Clone()
-	t.ForceAttemptHTTP2 = true
-	if opts.IdleConnsPerHost > 0 {
-		t.MaxIdleConnsPerHost = opts.IdleConnsPerHost
-		t.MaxIdleConns = 4 * opts.IdleConnsPerHost
-	}
-	if opts.DialAddress != "" {
-		d := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
-		addr := opts.DialAddress
-		t.DialContext = func(ctx context.Context, network, _ string) (net.Conn, error) {
-			return d.DialContext(ctx, network, addr)
-		}
-	}
-	if opts.CAFile != "" {
-		pem, err := os.ReadFile(opts.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("read --azure-ca-file: %w", err)
-		}
-		pool, err := x509.SystemCertPool()
-		if err != nil || pool == nil {
-			pool = x509.NewCertPool()
-		}
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("--azure-ca-file %s holds no PEM certificate", opts.CAFile)
-		}
-		t.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
-	}
-	return &http.Client{Transport: t}, nil
 }

@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"sigs.k8s.io/yaml"
+
+	"github.com/kvinject/kvinject/internal/version"
 )
 
 // The plugin talks to the API server for two requests only (GET a
@@ -238,7 +240,7 @@ func (c *KubeClient) do(ctx context.Context, method, path string, body, out any)
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	req.Header.Set("User-Agent", "kvinject-csi-node/"+Version)
+	req.Header.Set("User-Agent", "kvinject-csi-node/"+version.Get())
 	token := c.token
 	if c.tokenFile != "" {
 		b, err := os.ReadFile(c.tokenFile)

@@ -1,6 +1,8 @@
 package csi
 
 import (
+	"github.com/kvinject/kvinject/pkg/contract"
+
 	"context"
 	"fmt"
 	"os"
@@ -62,7 +64,7 @@ func TestNodePublishValidation(t *testing.T) {
 			r.VolumeCapability.AccessType = &csi.VolumeCapability_Block{Block: &csi.VolumeCapability_BlockVolume{}}
 		}, codes.InvalidArgument, "only mount volumes"},
 		{"not read-only", func(r *csi.NodePublishVolumeRequest) { r.Readonly = false }, codes.InvalidArgument, "must be read-only"},
-		{"no pod info", func(r *csi.NodePublishVolumeRequest) { delete(r.VolumeContext, identity.ContextPodUID) }, codes.InvalidArgument, "podInfoOnMount"},
+		{"no pod info", func(r *csi.NodePublishVolumeRequest) { delete(r.VolumeContext, contract.ContextPodUID) }, codes.InvalidArgument, "podInfoOnMount"},
 		{"target of another pod", func(r *csi.NodePublishVolumeRequest) {
 			r.TargetPath = KubeletTargetPath(f.root, "other-uid", "kvinject-secrets")
 		}, codes.InvalidArgument, "does not belong to pod UID"},
@@ -71,18 +73,18 @@ func TestNodePublishValidation(t *testing.T) {
 			r.TargetPath = f.root + "/pods/" + testPodUID + "/volumes/kubernetes.io~csi/../../../../x/mount"
 		}, codes.InvalidArgument, "not a clean absolute path"},
 		{"bad fsGroup", func(r *csi.NodePublishVolumeRequest) { r.VolumeCapability.GetMount().VolumeMountGroup = "wheel" }, codes.InvalidArgument, "not a group ID"},
-		{"no vault", func(r *csi.NodePublishVolumeRequest) { delete(r.VolumeContext, keyvault.AttrKeyVaultName) }, codes.InvalidArgument, "keyvaultName is required"},
+		{"no vault", func(r *csi.NodePublishVolumeRequest) { delete(r.VolumeContext, contract.AttrKeyVaultName) }, codes.InvalidArgument, "keyvaultName is required"},
 		{"attack alias", func(r *csi.NodePublishVolumeRequest) {
-			r.VolumeContext[keyvault.AttrObjects] = "array:\n  - |\n    objectName: x\n    objectAlias: ../../etc/passwd\n"
+			r.VolumeContext[contract.AttrObjects] = "array:\n  - |\n    objectName: x\n    objectAlias: ../../etc/passwd\n"
 		}, codes.InvalidArgument, "objectAlias"},
 		{"node identity", func(r *csi.NodePublishVolumeRequest) {
-			r.VolumeContext[keyvault.AttrUsePodIdentity] = "false"
-			r.VolumeContext[keyvault.AttrUseVMManagedIdentity] = "true"
+			r.VolumeContext[contract.AttrUsePodIdentity] = "false"
+			r.VolumeContext[contract.AttrUseVMManagedIdentity] = "true"
 		}, codes.InvalidArgument, "node's managed identity"},
-		{"no identity", func(r *csi.NodePublishVolumeRequest) { r.VolumeContext[keyvault.AttrUsePodIdentity] = "false" }, codes.InvalidArgument, "names no identity"},
+		{"no identity", func(r *csi.NodePublishVolumeRequest) { r.VolumeContext[contract.AttrUsePodIdentity] = "false" }, codes.InvalidArgument, "names no identity"},
 		{"class without API server", func(r *csi.NodePublishVolumeRequest) {
-			r.VolumeContext = map[string]string{keyvault.AttrSecretProviderClass: "azure-kvname",
-				identity.ContextPodName: "p", identity.ContextPodNamespace: "default", identity.ContextPodUID: testPodUID}
+			r.VolumeContext = map[string]string{contract.AttrSecretProviderClass: "azure-kvname",
+				contract.ContextPodName: "p", contract.ContextPodNamespace: "default", contract.ContextPodUID: testPodUID}
 		}, codes.FailedPrecondition, "no API server access"},
 	}
 	for _, tc := range cases {
@@ -156,7 +158,7 @@ func TestNodePublishRepublishUnpublish(t *testing.T) {
 	// Republish, Key Vault fails: the old set stays, success, metric and event.
 	fetch.mu.Lock()
 	fetch.fn = func(p Parameters, _ identity.Request) ([]keyvault.File, error) {
-		return nil, &keyvault.ObjectError{Vault: p.Vault, Object: "DatabasePassword", Type: keyvault.TypeSecret, Status: 403, Code: "ForbiddenByPolicy", Class: keyvault.ErrForbidden, Identity: "pod identity of pod default/nginx-secrets-store"}
+		return nil, &keyvault.ObjectError{Vault: p.Vault, Object: "DatabasePassword", Type: contract.TypeSecret, Status: 403, Code: "ForbiddenByPolicy", Class: keyvault.ErrForbidden, Identity: "pod identity of pod default/nginx-secrets-store"}
 	}
 	fetch.mu.Unlock()
 	if _, err := f.node.NodePublishVolume(ctx, req); err != nil {
@@ -176,8 +178,8 @@ func TestNodePublishRepublishUnpublish(t *testing.T) {
 
 	// A failed refresh that asks for a file the old set lacks is an error.
 	req2 := proto.Clone(req).(*csi.NodePublishVolumeRequest)
-	objs, _ := keyvault.MarshalObjects([]keyvault.Object{{Name: "DatabaseLogin", Alias: "DATABASE_LOGIN"}, {Name: "NewSecret"}})
-	req2.VolumeContext[keyvault.AttrObjects] = objs
+	objs, _ := contract.MarshalObjects([]contract.Object{{Name: "DatabaseLogin", Alias: "DATABASE_LOGIN"}, {Name: "NewSecret"}})
+	req2.VolumeContext[contract.AttrObjects] = objs
 	_, err := f.node.NodePublishVolume(ctx, req2)
 	if status.Code(err) != codes.PermissionDenied {
 		t.Fatalf("incomplete refresh: %v, want PermissionDenied", err)
@@ -233,7 +235,7 @@ func TestNodePublishAttackNames(t *testing.T) {
 	before := snapshotTree(t, f.root)
 	for _, alias := range []string{"../x", "/etc/x", "a/../../b", `..\x`, `a\b`, "..data", ".", "..", "...", "....", "..2026_01_01_00_00_00.1", "x/", "", " ../x"} {
 		req := publishRequest(t, f.root)
-		req.VolumeContext[keyvault.AttrObjects] = "array:\n  - |\n    objectName: a\n    objectAlias: " + strconv.Quote(alias) + "\n"
+		req.VolumeContext[contract.AttrObjects] = "array:\n  - |\n    objectName: a\n    objectAlias: " + strconv.Quote(alias) + "\n"
 		_, err := f.node.NodePublishVolume(t.Context(), req)
 		if alias == "" {
 			// An empty alias means "use the name": a valid volume.
@@ -251,7 +253,7 @@ func TestNodePublishAttackNames(t *testing.T) {
 	}
 	for _, name := range []string{"../x", "a/b", ".."} {
 		req := publishRequest(t, f.root)
-		req.VolumeContext[keyvault.AttrObjects] = "array:\n  - |\n    objectName: " + strconv.Quote(name) + "\n"
+		req.VolumeContext[contract.AttrObjects] = "array:\n  - |\n    objectName: " + strconv.Quote(name) + "\n"
 		if _, err := f.node.NodePublishVolume(t.Context(), req); status.Code(err) != codes.InvalidArgument {
 			t.Errorf("name %q: %v, want InvalidArgument", name, err)
 		}
@@ -357,13 +359,13 @@ func TestNodeRepublishClassUnavailable(t *testing.T) {
 	f := newNodeFixture(t, valuesFetcher(map[string]string{"DatabaseLogin": "MyDBLoginName", "DatabasePassword": "MyP@ssword123456"}))
 	base := publishRequest(t, f.root)
 	classes := &fakeClasses{params: map[string]string{
-		keyvault.AttrKeyVaultName: "az-key-vault-demo", keyvault.AttrUsePodIdentity: "true", keyvault.AttrObjects: base.VolumeContext[keyvault.AttrObjects],
+		contract.AttrKeyVaultName: "az-key-vault-demo", contract.AttrUsePodIdentity: "true", contract.AttrObjects: base.VolumeContext[contract.AttrObjects],
 	}}
 	f.node.opts.Classes = classes
 	req := publishRequest(t, f.root)
 	req.VolumeContext = map[string]string{
-		keyvault.AttrSecretProviderClass: "azure-kvname",
-		identity.ContextPodName:          "nginx-secrets-store", identity.ContextPodNamespace: "default", identity.ContextPodUID: testPodUID,
+		contract.AttrSecretProviderClass: "azure-kvname",
+		contract.ContextPodName:          "nginx-secrets-store", contract.ContextPodNamespace: "default", contract.ContextPodUID: testPodUID,
 	}
 	if _, err := f.node.NodePublishVolume(t.Context(), req); err != nil {
 		t.Fatal(err)

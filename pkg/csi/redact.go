@@ -3,6 +3,9 @@ package csi
 import (
 	"sort"
 	"strings"
+
+	"github.com/kvinject/kvinject/pkg/contract"
+	"github.com/kvinject/kvinject/pkg/identity"
 )
 
 // minRedactLen is the shortest sensitive string scrubbed from text: shorter ones would
@@ -34,4 +37,27 @@ func (r *redactor) scrub(text string) string {
 		}
 	}
 	return text
+}
+
+// requestRedactor knows every credential of a request: the secrets map's values and
+// the kubelet's service-account tokens.
+func requestRedactor(vc, secrets map[string]string) *redactor {
+	r := &redactor{}
+	for k, v := range secrets {
+		if k != contract.SecretClientID { // a client ID is not a credential, and messages name it
+			r.add(v)
+		}
+	}
+	for _, raw := range []string{secrets[contract.ContextTokens], vc[contract.ContextTokens]} {
+		if raw == "" {
+			continue
+		}
+		r.add(raw)
+		if toks, err := identity.ParseServiceAccountTokens(raw); err == nil {
+			for _, t := range toks {
+				r.add(t.Token)
+			}
+		}
+	}
+	return r
 }

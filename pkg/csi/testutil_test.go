@@ -1,6 +1,8 @@
 package csi
 
 import (
+	"github.com/kvinject/kvinject/pkg/contract"
+
 	"context"
 	"errors"
 	"os"
@@ -122,9 +124,9 @@ const (
 
 func tutorialObjects(t *testing.T) string {
 	t.Helper()
-	s, err := keyvault.MarshalObjects([]keyvault.Object{
-		{Name: "DatabaseLogin", Alias: "DATABASE_LOGIN", Type: keyvault.TypeSecret},
-		{Name: "DatabasePassword", Alias: "DATABASE_PASSWORD", Type: keyvault.TypeSecret, FilePermission: "0440"},
+	s, err := contract.MarshalObjects([]contract.Object{
+		{Name: "DatabaseLogin", Alias: "DATABASE_LOGIN", Type: contract.TypeSecret},
+		{Name: "DatabasePassword", Alias: "DATABASE_PASSWORD", Type: contract.TypeSecret, FilePermission: "0440"},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -145,16 +147,16 @@ func publishRequest(t *testing.T, root string) *csi.NodePublishVolumeRequest {
 			AccessMode: &csi.VolumeCapability_AccessMode{Mode: csi.VolumeCapability_AccessMode_SINGLE_NODE_WRITER},
 		},
 		VolumeContext: map[string]string{
-			keyvault.AttrKeyVaultName:      "az-key-vault-demo",
-			keyvault.AttrTenantID:          testTenant,
-			keyvault.AttrUsePodIdentity:    "true",
-			keyvault.AttrObjects:           tutorialObjects(t),
-			identity.ContextPodName:        "nginx-secrets-store",
-			identity.ContextPodNamespace:   "default",
-			identity.ContextPodUID:         testPodUID,
-			identity.ContextServiceAccount: "default",
-			identity.ContextEphemeral:      "true",
-			identity.ContextTokens:         tokens,
+			contract.AttrKeyVaultName:      "az-key-vault-demo",
+			contract.AttrTenantID:          testTenant,
+			contract.AttrUsePodIdentity:    "true",
+			contract.AttrObjects:           tutorialObjects(t),
+			contract.ContextPodName:        "nginx-secrets-store",
+			contract.ContextPodNamespace:   "default",
+			contract.ContextPodUID:         testPodUID,
+			contract.ContextServiceAccount: "default",
+			contract.ContextEphemeral:      "true",
+			contract.ContextTokens:         tokens,
 		},
 	}
 }

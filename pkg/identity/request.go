@@ -1,6 +1,8 @@
 package identity
 
 import (
+	"github.com/kvinject/kvinject/pkg/contract"
+
 	"errors"
 	"fmt"
 	"strings"
@@ -16,33 +18,13 @@ const (
 	ModeServicePrincipal Mode = "service-principal"
 )
 
-// Keys of the request's secrets (nodePublishSecretRef) for the service principal mode.
-const (
-	SecretClientID     = "clientid"
-	SecretClientSecret = "clientsecret"
-)
-
-// Keys of the kubelet's volume context (and, for tokens, of the request's secrets).
-const (
-	ContextPodName        = "csi.storage.k8s.io/pod.name"
-	ContextPodNamespace   = "csi.storage.k8s.io/pod.namespace"
-	ContextPodUID         = "csi.storage.k8s.io/pod.uid"
-	ContextServiceAccount = "csi.storage.k8s.io/serviceAccount.name"
-	ContextEphemeral      = "csi.storage.k8s.io/ephemeral"
-	ContextTokens         = "csi.storage.k8s.io/serviceAccount.tokens"
-)
-
-// TokenAudience is the audience of the service-account token exchanged for an Entra ID
-// token in workload identity mode.
-const TokenAudience = "api://AzureADTokenExchange"
-
 // Sentinel errors of Select.
 var (
 	// ErrNoIdentity: the volume names no identity mode.
 	ErrNoIdentity = errors.New("no identity")
 	// ErrNodeIdentity: the volume asks for the node's or VM's identity, which kvinject refuses.
 	ErrNodeIdentity = errors.New("node identity refused")
-	// ErrMissingToken: workload identity without a service-account token for TokenAudience.
+	// ErrMissingToken: workload identity without a service-account token for the audience.
 	ErrMissingToken = errors.New("missing service-account token")
 	// ErrInvalid: a field is missing or malformed.
 	ErrInvalid = errors.New("invalid identity parameters")
@@ -58,7 +40,7 @@ type Request struct {
 	ClientID string
 	// PodName and PodNamespace identify the pod (pod identity, and messages).
 	PodName, PodNamespace string
-	// ServiceAccountToken is the kubelet's token for TokenAudience (workload identity).
+	// ServiceAccountToken is the kubelet's token for the token audience (workload identity).
 	ServiceAccountToken string
 	// ClientSecret is the service principal's secret.
 	ClientSecret string
@@ -104,13 +86,17 @@ type Attributes struct {
 // the node's identity (useVMManagedIdentity, userAssignedIdentityID) is refused with
 // ErrNodeIdentity, and so is a volume with no mode (ErrNoIdentity): nothing falls back
 // to the node. The service-account token is read from secrets first, then from
-// volumeContext. Errors never contain a credential.
-func Select(a Attributes, volumeContext, secrets map[string]string) (Request, error) {
+// volumeContext, for audience (contract.DefaultTokenAudience when empty). Errors never
+// contain a credential.
+func Select(a Attributes, volumeContext, secrets map[string]string, audience string) (Request, error) {
+	if audience == "" {
+		audience = contract.DefaultTokenAudience
+	}
 	r := Request{
 		TenantID:     strings.TrimSpace(a.TenantID),
 		ClientID:     strings.TrimSpace(a.ClientID),
-		PodName:      volumeContext[ContextPodName],
-		PodNamespace: volumeContext[ContextPodNamespace],
+		PodName:      volumeContext[contract.ContextPodName],
+		PodNamespace: volumeContext[contract.ContextPodNamespace],
 	}
 	podIdentity, err := parseBool("usePodIdentity", a.UsePodIdentity)
 	if err != nil {
@@ -132,23 +118,24 @@ func Select(a Attributes, volumeContext, secrets map[string]string) (Request, er
 		}
 	case r.ClientID != "":
 		r.Mode = ModeWorkloadIdentity
-		if err := validateGUIDish("clientID", r.ClientID); err != nil {
-			return Request{}, err
+		if err := contract.ValidateClientID(r.ClientID); err != nil {
+			return Request{}, fmt.Errorf("%w: clientID: %w", ErrInvalid, err)
 		}
-		tok, err := serviceAccountToken(volumeContext, secrets)
+		tok, err := serviceAccountToken(volumeContext, secrets, audience)
 		if err != nil {
 			return Request{}, err
 		}
 		r.ServiceAccountToken = tok
-	case secrets[SecretClientID] != "" || secrets[SecretClientSecret] != "":
+	case secrets[contract.SecretClientID] != "" || secrets[contract.SecretClientSecret] != "":
 		r.Mode = ModeServicePrincipal
-		r.ClientID = strings.TrimSpace(secrets[SecretClientID])
-		r.ClientSecret = secrets[SecretClientSecret]
+		r.ClientID = strings.TrimSpace(secrets[contract.SecretClientID])
+		r.ClientSecret = secrets[contract.SecretClientSecret]
 		if r.ClientID == "" || r.ClientSecret == "" {
-			return Request{}, fmt.Errorf("%w: the nodePublishSecretRef secret must hold both %q and %q", ErrInvalid, SecretClientID, SecretClientSecret)
+			return Request{}, fmt.Errorf("%w: the nodePublishSecretRef secret must hold both %q and %q", ErrInvalid, contract.SecretClientID, contract.SecretClientSecret)
 		}
-		if err := validateGUIDish("clientid", r.ClientID); err != nil {
-			return Request{}, err
+		if !contract.IsGUID(r.ClientID) {
+			// Never quoted: a Secret with its keys swapped holds the client secret here.
+			return Request{}, fmt.Errorf("%w: the nodePublishSecretRef secret's %q is not a client ID (a GUID); check that %q and %q are not swapped", ErrInvalid, contract.SecretClientID, contract.SecretClientID, contract.SecretClientSecret)
 		}
 	default:
 		return Request{}, fmt.Errorf("%w: the volume names no identity; set usePodIdentity: \"true\" (AAD Pod Identity), clientID (workload identity), or a nodePublishSecretRef with clientid and clientsecret", ErrNoIdentity)
@@ -157,28 +144,28 @@ func Select(a Attributes, volumeContext, secrets map[string]string) (Request, er
 		if r.TenantID == "" {
 			return Request{}, fmt.Errorf("%w: tenantId is required for %s", ErrInvalid, r.Mode)
 		}
-		if err := validateGUIDish("tenantId", r.TenantID); err != nil {
-			return Request{}, err
+		if err := contract.ValidateTenantID(r.TenantID); err != nil {
+			return Request{}, fmt.Errorf("%w: tenantId: %w", ErrInvalid, err)
 		}
 	}
 	return r, nil
 }
 
-func serviceAccountToken(volumeContext, secrets map[string]string) (string, error) {
-	raw, ok := secrets[ContextTokens]
+func serviceAccountToken(volumeContext, secrets map[string]string, audience string) (string, error) {
+	raw, ok := secrets[contract.ContextTokens]
 	if !ok || raw == "" {
-		raw = volumeContext[ContextTokens]
+		raw = volumeContext[contract.ContextTokens]
 	}
 	if raw == "" {
-		return "", fmt.Errorf("%w: the kubelet sent no service-account token; add tokenRequests with audience %q to the CSIDriver", ErrMissingToken, TokenAudience)
+		return "", fmt.Errorf("%w: the kubelet sent no service-account token; add tokenRequests with audience %q to the CSIDriver", ErrMissingToken, audience)
 	}
 	tokens, err := ParseServiceAccountTokens(raw)
 	if err != nil {
 		return "", err
 	}
-	t, ok := tokens[TokenAudience]
+	t, ok := tokens[audience]
 	if !ok || t.Token == "" {
-		return "", fmt.Errorf("%w: the kubelet sent no service-account token for audience %q; add it to the CSIDriver's tokenRequests", ErrMissingToken, TokenAudience)
+		return "", fmt.Errorf("%w: the kubelet sent no service-account token for audience %q; add it to the CSIDriver's tokenRequests (the chart's csi.tokenAudience sets both)", ErrMissingToken, audience)
 	}
 	return t.Token, nil
 }
@@ -191,21 +178,6 @@ func parseBool(field, v string) (bool, error) {
 		return true, nil
 	}
 	return false, fmt.Errorf("%w: %s must be \"true\" or \"false\", not %q", ErrInvalid, field, truncate(v, 16))
-}
-
-// validateGUIDish accepts IDs of letters, digits, '-' and '.' (tenant IDs may be domain
-// names), 1-64 characters: enough to keep them out of URLs' structure.
-func validateGUIDish(field, v string) error {
-	if len(v) == 0 || len(v) > 64 {
-		return fmt.Errorf("%w: %s must be 1 to 64 characters", ErrInvalid, field)
-	}
-	for i := 0; i < len(v); i++ {
-		c := v[i]
-		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '-' || c == '.') {
-			return fmt.Errorf("%w: %s %q may hold only letters, digits, '-' and '.'", ErrInvalid, field, truncate(v, 64))
-		}
-	}
-	return nil
 }
 
 func truncate(s string, n int) string {

@@ -1,6 +1,8 @@
 package identity
 
 import (
+	"github.com/kvinject/kvinject/pkg/contract"
+
 	"errors"
 	"strings"
 	"testing"
@@ -14,7 +16,7 @@ const (
 	tokens   = `{"api://AzureADTokenExchange":{"token":"` + jwt + `","expirationTimestamp":"2026-11-27T08:00:00Z"}}`
 )
 
-var pod = map[string]string{ContextPodName: "web", ContextPodNamespace: "shop"}
+var pod = map[string]string{contract.ContextPodName: "web", contract.ContextPodNamespace: "shop"}
 
 func with(m map[string]string, kv ...string) map[string]string {
 	out := map[string]string{}
@@ -30,37 +32,45 @@ func with(m map[string]string, kv ...string) map[string]string {
 func TestSelect(t *testing.T) {
 	t.Parallel()
 	cases := []struct {
-		name    string
-		attrs   Attributes
-		vc      map[string]string
-		secrets map[string]string
-		want    Request
-		err     error
-		msg     string
+		name     string
+		attrs    Attributes
+		vc       map[string]string
+		secrets  map[string]string
+		want     Request
+		err      error
+		msg      string
+		audience string
 	}{
 		{name: "pod identity", attrs: Attributes{UsePodIdentity: "true", ClientID: clientID}, vc: pod,
 			want: Request{Mode: ModePodIdentity, PodName: "web", PodNamespace: "shop"}},
 		{name: "pod identity without pod info", attrs: Attributes{UsePodIdentity: "true"}, vc: nil,
 			err: ErrInvalid, msg: "podInfoOnMount"},
-		{name: "workload identity, token in volume context", attrs: Attributes{ClientID: clientID, TenantID: tenant}, vc: with(pod, ContextTokens, tokens),
+		{name: "workload identity, token in volume context", attrs: Attributes{ClientID: clientID, TenantID: tenant}, vc: with(pod, contract.ContextTokens, tokens),
 			want: Request{Mode: ModeWorkloadIdentity, TenantID: tenant, ClientID: clientID, PodName: "web", PodNamespace: "shop", ServiceAccountToken: jwt}},
 		{name: "workload identity, secrets first", attrs: Attributes{ClientID: clientID, TenantID: tenant, UsePodIdentity: "false"},
-			vc:      with(pod, ContextTokens, `{"api://AzureADTokenExchange":{"token":"stale"}}`),
-			secrets: map[string]string{ContextTokens: tokens},
+			vc:      with(pod, contract.ContextTokens, `{"api://AzureADTokenExchange":{"token":"stale"}}`),
+			secrets: map[string]string{contract.ContextTokens: tokens},
 			want:    Request{Mode: ModeWorkloadIdentity, TenantID: tenant, ClientID: clientID, PodName: "web", PodNamespace: "shop", ServiceAccountToken: jwt}},
 		{name: "workload identity without tokens", attrs: Attributes{ClientID: clientID, TenantID: tenant}, vc: pod,
 			err: ErrMissingToken, msg: "add tokenRequests"},
-		{name: "workload identity, other audience only", attrs: Attributes{ClientID: clientID, TenantID: tenant}, vc: with(pod, ContextTokens, `{"other":{"token":"`+jwt+`"}}`),
+		{name: "workload identity, other audience only", attrs: Attributes{ClientID: clientID, TenantID: tenant}, vc: with(pod, contract.ContextTokens, `{"other":{"token":"`+jwt+`"}}`),
 			err: ErrMissingToken, msg: "for audience"},
-		{name: "workload identity, malformed tokens", attrs: Attributes{ClientID: clientID, TenantID: tenant}, vc: with(pod, ContextTokens, `{"api://AzureADTokenExchange":`+jwt),
+		{name: "workload identity, malformed tokens", attrs: Attributes{ClientID: clientID, TenantID: tenant}, vc: with(pod, contract.ContextTokens, `{"api://AzureADTokenExchange":`+jwt),
 			err: ErrInvalid, msg: "not a JSON map"},
-		{name: "workload identity without tenant", attrs: Attributes{ClientID: clientID}, vc: with(pod, ContextTokens, tokens),
+		{name: "workload identity without tenant", attrs: Attributes{ClientID: clientID}, vc: with(pod, contract.ContextTokens, tokens),
 			err: ErrInvalid, msg: "tenantId is required"},
-		{name: "client ID with a slash", attrs: Attributes{ClientID: "a/b", TenantID: tenant}, vc: with(pod, ContextTokens, tokens),
+		{name: "client ID with a slash", attrs: Attributes{ClientID: "a/b", TenantID: tenant}, vc: with(pod, contract.ContextTokens, tokens),
 			err: ErrInvalid, msg: "clientID"},
-		{name: "service principal", attrs: Attributes{TenantID: tenant}, vc: pod, secrets: map[string]string{SecretClientID: spID, SecretClientSecret: "s3cr3t-value"},
+		{name: "service principal", attrs: Attributes{TenantID: tenant}, vc: pod, secrets: map[string]string{contract.SecretClientID: spID, contract.SecretClientSecret: "s3cr3t-value"},
 			want: Request{Mode: ModeServicePrincipal, TenantID: tenant, ClientID: spID, PodName: "web", PodNamespace: "shop", ClientSecret: "s3cr3t-value"}},
-		{name: "service principal without secret", attrs: Attributes{TenantID: tenant}, vc: pod, secrets: map[string]string{SecretClientID: spID},
+		{name: "service principal with swapped keys", attrs: Attributes{TenantID: tenant}, vc: pod, secrets: map[string]string{contract.SecretClientID: "s3cr3t-value", contract.SecretClientSecret: spID},
+			err: ErrInvalid, msg: `check that "clientid" and "clientsecret" are not swapped`},
+		{name: "workload identity, configured audience", attrs: Attributes{ClientID: clientID, TenantID: tenant}, audience: "api://custom",
+			vc:   with(pod, contract.ContextTokens, `{"api://custom":{"token":"`+jwt+`"}}`),
+			want: Request{Mode: ModeWorkloadIdentity, TenantID: tenant, ClientID: clientID, PodName: "web", PodNamespace: "shop", ServiceAccountToken: jwt}},
+		{name: "workload identity, default audience when another is configured", attrs: Attributes{ClientID: clientID, TenantID: tenant}, audience: "api://custom",
+			vc: with(pod, contract.ContextTokens, tokens), err: ErrMissingToken, msg: `for audience "api://custom"`},
+		{name: "service principal without secret", attrs: Attributes{TenantID: tenant}, vc: pod, secrets: map[string]string{contract.SecretClientID: spID},
 			err: ErrInvalid, msg: "must hold both"},
 		{name: "VM identity", attrs: Attributes{UseVMManagedIdentity: "true", TenantID: tenant}, vc: pod,
 			err: ErrNodeIdentity, msg: "node's managed identity"},
@@ -72,7 +82,7 @@ func TestSelect(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			got, err := Select(tc.attrs, tc.vc, tc.secrets)
+			got, err := Select(tc.attrs, tc.vc, tc.secrets, tc.audience)
 			if tc.err != nil {
 				if !errors.Is(err, tc.err) || !strings.Contains(err.Error(), tc.msg) {
 					t.Fatalf("err = %v, want %v containing %q", err, tc.err, tc.msg)
@@ -103,7 +113,7 @@ func FuzzParseServiceAccountTokens(f *testing.F) {
 			}
 			return
 		}
-		_ = m[TokenAudience].Token
+		_ = m[contract.DefaultTokenAudience].Token
 	})
 }
 
@@ -114,7 +124,7 @@ func FuzzSelect(f *testing.F) {
 	f.Fuzz(func(t *testing.T, usePod, client, tenantID, rawTokens, spClient string) {
 		secret := "fuzz-client-secret-value"
 		r, err := Select(Attributes{UsePodIdentity: usePod, ClientID: client, TenantID: tenantID},
-			with(pod, ContextTokens, rawTokens), map[string]string{SecretClientID: spClient, SecretClientSecret: secret})
+			with(pod, contract.ContextTokens, rawTokens), map[string]string{contract.SecretClientID: spClient, contract.SecretClientSecret: secret}, "")
 		if err != nil {
 			if strings.Contains(err.Error(), secret) || len(rawTokens) > 16 && strings.Contains(err.Error(), rawTokens) {
 				t.Fatalf("the error quotes a credential: %v", err)

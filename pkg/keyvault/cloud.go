@@ -1,16 +1,18 @@
 package keyvault
 
 import (
+	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/cloud"
+
+	"github.com/kvinject/kvinject/pkg/contract"
 )
 
 // Cloud is what the node plugin needs to know about one Azure cloud: where Entra ID
 // issues tokens and how vault host names end.
 type Cloud struct {
-	// Name is the canonical cloud name (one of the Cloud* constants).
+	// Name is the canonical cloud name (one of contract.Clouds).
 	Name string
 	// Configuration is handed to azidentity and the Key Vault clients; its
 	// ActiveDirectoryAuthorityHost is the Entra ID authority (https, trailing slash).
@@ -32,51 +34,22 @@ func (c Cloud) VaultScope() string {
 }
 
 // ErrUnsupportedCloud is wrapped by LookupCloud for a cloud name kvinject cannot serve.
-var ErrUnsupportedCloud = fmt.Errorf("%w: unsupported cloudName", ErrInvalidObject)
+var ErrUnsupportedCloud = errors.New("unsupported cloudName")
 
-// LookupCloud returns the cloud named by a cloudName attribute. The name is matched
-// case-insensitively, and the empty name is AzurePublicCloud, as in the Azure provider.
-// AzureStackCloud needs an environment file the plugin does not read, so it is refused
-// with an error saying so.
+// LookupCloud returns the cloud named by a cloudName attribute, spelled as
+// contract.CanonicalCloud accepts it (so AzureStackCloud is refused with the words the
+// webhook uses).
 func LookupCloud(name string) (Cloud, error) {
-	switch strings.ToLower(strings.TrimSpace(name)) {
-	case "", strings.ToLower(CloudPublic):
-		return Cloud{Name: CloudPublic, Configuration: cloud.AzurePublic, VaultSuffix: "vault.azure.net", VaultResource: "https://vault.azure.net"}, nil
-	case strings.ToLower(CloudUSGovernment):
-		return Cloud{Name: CloudUSGovernment, Configuration: cloud.AzureGovernment, VaultSuffix: "vault.usgovcloudapi.net", VaultResource: "https://vault.usgovcloudapi.net"}, nil
-	case strings.ToLower(CloudChina):
-		return Cloud{Name: CloudChina, Configuration: cloud.AzureChina, VaultSuffix: "vault.azure.cn", VaultResource: "https://vault.azure.cn"}, nil
-	case strings.ToLower(CloudStack):
-		return Cloud{}, fmt.Errorf("%w: %s needs a custom environment; kvinject serves %s, %s and %s", ErrUnsupportedCloud, CloudStack, CloudPublic, CloudUSGovernment, CloudChina)
+	canonical, err := contract.CanonicalCloud(name)
+	if err != nil {
+		return Cloud{}, fmt.Errorf("%w: %w", ErrUnsupportedCloud, err)
+	}
+	switch canonical {
+	case contract.CloudUSGovernment:
+		return Cloud{Name: canonical, Configuration: cloud.AzureGovernment, VaultSuffix: "vault.usgovcloudapi.net", VaultResource: "https://vault.usgovcloudapi.net"}, nil
+	case contract.CloudChina:
+		return Cloud{Name: canonical, Configuration: cloud.AzureChina, VaultSuffix: "vault.azure.cn", VaultResource: "https://vault.azure.cn"}, nil
 	default:
-		return Cloud{}, fmt.Errorf("%w: %q is not a cloud: use %s, %s or %s", ErrUnsupportedCloud, name, CloudPublic, CloudUSGovernment, CloudChina)
+		return Cloud{Name: contract.CloudPublic, Configuration: cloud.AzurePublic, VaultSuffix: "vault.azure.net", VaultResource: "https://vault.azure.net"}, nil
 	}
-}
-
-// ValidateVaultName checks a vault name: 3-24 characters of [0-9A-Za-z-], starting with
-// a letter. A vault name becomes a host name, so nothing else may pass.
-func ValidateVaultName(name string) error {
-	if err := CheckVaultName(name); err != nil {
-		return fmt.Errorf("%w: keyvaultName: %w", ErrInvalidObject, err)
-	}
-	return nil
-}
-
-// CheckVaultName checks a Key Vault name: 3-24 characters, letters, digits and '-',
-// starting with a letter, ending with a letter or digit, no "--". The error says which
-// rule name breaks, for a user to read.
-func CheckVaultName(name string) error {
-	if len(name) < 3 || len(name) > 24 {
-		return fmt.Errorf("%q is not a Key Vault name: it must be 3-24 characters long", name)
-	}
-	for i := 0; i < len(name); i++ {
-		if !isAlnum(name[i]) && name[i] != '-' {
-			return fmt.Errorf("%q is not a Key Vault name: it may hold only letters, digits and '-'", name)
-		}
-	}
-	c := name[0]
-	if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z') || name[len(name)-1] == '-' || strings.Contains(name, "--") {
-		return fmt.Errorf("%q is not a Key Vault name: it must start with a letter, end with a letter or digit, and hold no \"--\"", name)
-	}
-	return nil
 }

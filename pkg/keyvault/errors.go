@@ -1,6 +1,8 @@
 package keyvault
 
 import (
+	"github.com/kvinject/kvinject/pkg/contract"
+
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -29,7 +31,7 @@ type ObjectError struct {
 	// Vault and Object name the object; Type is its type.
 	Vault  string
 	Object string
-	Type   ObjectType
+	Type   contract.ObjectType
 	// Version is the requested version, "" for the latest.
 	Version string
 	// Identity describes who asked, e.g. `workload identity (client ID "...")`.
@@ -71,7 +73,7 @@ func (e *ObjectError) hint() string {
 	if who == "" {
 		who = "the pod's identity"
 	}
-	plural := map[ObjectType]string{TypeSecret: "secrets", TypeKey: "keys", TypeCert: "certificates"}[e.Type]
+	plural := map[contract.ObjectType]string{contract.TypeSecret: "secrets", contract.TypeKey: "keys", contract.TypeCert: "certificates"}[e.Type]
 	switch e.Class {
 	case ErrNotFound:
 		if e.Version != "" {
@@ -97,11 +99,11 @@ func (e *ObjectError) hint() string {
 	return ""
 }
 
-func roleNoun(t ObjectType) string {
+func roleNoun(t contract.ObjectType) string {
 	switch t {
-	case TypeKey:
+	case contract.TypeKey:
 		return "Crypto"
-	case TypeCert:
+	case contract.TypeCert:
 		return "Certificate"
 	}
 	return "Secrets"
@@ -120,7 +122,7 @@ func (e *ObjectError) Unwrap() []error {
 }
 
 // classify builds the ObjectError for err, returned while fetching o from vault.
-func classify(vault string, o Object, identity string, err error) *ObjectError {
+func classify(vault string, o contract.Object, identity string, err error) *ObjectError {
 	oe := &ObjectError{Vault: vault, Object: o.Name, Type: o.ObjectType(), Version: o.Version, Identity: identity, Err: err}
 	var re *azcore.ResponseError
 	if errors.As(err, &re) {

@@ -1,6 +1,8 @@
 package keyvault
 
 import (
+	"github.com/kvinject/kvinject/pkg/contract"
+
 	"context"
 	"errors"
 	"fmt"
@@ -33,28 +35,28 @@ func TestClassify(t *testing.T) {
 	}
 	cases := []struct {
 		name  string
-		obj   Object
+		obj   contract.Object
 		err   error
 		class error
 		msg   string
 	}{
-		{"not found", Object{Name: "DatabasePassword"}, responseError(404, kvErr("SecretNotFound", "")), ErrNotFound,
+		{"not found", contract.Object{Name: "DatabasePassword"}, responseError(404, kvErr("SecretNotFound", "")), ErrNotFound,
 			`vault "az-key-vault-demo": secret "DatabasePassword": Key Vault answered 404 SecretNotFound: there is no secret named "DatabasePassword" in vault "az-key-vault-demo"; check objectName and objectType`},
-		{"forbidden by policy", Object{Name: "DatabasePassword"}, responseError(403, kvErr("Forbidden", "ForbiddenByPolicy")), ErrForbidden,
+		{"forbidden by policy", contract.Object{Name: "DatabasePassword"}, responseError(403, kvErr("Forbidden", "ForbiddenByPolicy")), ErrForbidden,
 			`vault "az-key-vault-demo": secret "DatabasePassword": Key Vault answered 403 ForbiddenByPolicy: workload identity (client ID "abc") lacks get permission on secrets in vault "az-key-vault-demo"; grant it get on secrets (access policy) or a Key Vault Secrets User role`},
-		{"forbidden by RBAC on a key", Object{Name: "k", Type: TypeKey}, responseError(403, kvErr("Forbidden", "ForbiddenByRbac")), ErrForbidden,
+		{"forbidden by RBAC on a key", contract.Object{Name: "k", Type: contract.TypeKey}, responseError(403, kvErr("Forbidden", "ForbiddenByRbac")), ErrForbidden,
 			`vault "az-key-vault-demo": key "k": Key Vault answered 403 ForbiddenByRbac: workload identity (client ID "abc") lacks get permission on keys in vault "az-key-vault-demo"; grant it get on keys (access policy) or a Key Vault Crypto User role`},
-		{"disabled", Object{Name: "DatabasePassword", Version: "0123456789abcdef0123456789abcdef"}, responseError(403, kvErr("Forbidden", "SecretDisabled")), ErrDisabled,
+		{"disabled", contract.Object{Name: "DatabasePassword", Version: "0123456789abcdef0123456789abcdef"}, responseError(403, kvErr("Forbidden", "SecretDisabled")), ErrDisabled,
 			`vault "az-key-vault-demo": secret "DatabasePassword" version 0123456789abcdef0123456789abcdef: Key Vault answered 403 SecretDisabled: the secret is disabled in vault "az-key-vault-demo"; enable it, or set objectVersion to an enabled version`},
-		{"throttled", Object{Name: "s"}, responseError(429, kvErr("Throttled", "")), ErrThrottled,
+		{"throttled", contract.Object{Name: "s"}, responseError(429, kvErr("Throttled", "")), ErrThrottled,
 			`vault "az-key-vault-demo": secret "s": Key Vault answered 429 Throttled: Key Vault throttled the requests to vault "az-key-vault-demo" after retries; the next refresh retries`},
-		{"unauthorized", Object{Name: "s"}, responseError(401, kvErr("Unauthorized", "AKV10032")), ErrAuth,
+		{"unauthorized", contract.Object{Name: "s"}, responseError(401, kvErr("Unauthorized", "AKV10032")), ErrAuth,
 			`Key Vault answered 401 AKV10032: Key Vault rejected the token of workload identity (client ID "abc"); check that tenantId is the vault's tenant and that the identity exists there`},
-		{"server error", Object{Name: "s"}, responseError(503, "not json"), ErrUnavailable,
+		{"server error", contract.Object{Name: "s"}, responseError(503, "not json"), ErrUnavailable,
 			`Key Vault answered 503 : vault "az-key-vault-demo" did not answer successfully after retries`},
-		{"wrong tenant", Object{Name: "s"}, errors.New(`ClientAssertionCredential isn't configured to acquire tokens for tenant "t2". To enable...`), ErrWrongTenant,
+		{"wrong tenant", contract.Object{Name: "s"}, errors.New(`ClientAssertionCredential isn't configured to acquire tokens for tenant "t2". To enable...`), ErrWrongTenant,
 			`vault "az-key-vault-demo": secret "s": the vault's challenge names another tenant: vault "az-key-vault-demo" is not in the tenant the volume names; set tenantId to the vault's tenant`},
-		{"network", Object{Name: "s"}, errors.New("dial tcp: connection refused\nmore detail"), nil,
+		{"network", contract.Object{Name: "s"}, errors.New("dial tcp: connection refused\nmore detail"), nil,
 			`vault "az-key-vault-demo": secret "s": dial tcp: connection refused`},
 	}
 	for _, tc := range cases {
@@ -100,9 +102,9 @@ func (s *countingSource) GetCertificate(context.Context, string, string) (Certif
 
 func TestFetch(t *testing.T) {
 	t.Parallel()
-	var objs []Object
+	var objs []contract.Object
 	for i := 0; i < 20; i++ {
-		objs = append(objs, Object{Name: fmt.Sprintf("s%02d", i), FilePermission: "0440"})
+		objs = append(objs, contract.Object{Name: fmt.Sprintf("s%02d", i), FilePermission: "0440"})
 	}
 	src := &countingSource{}
 	files, err := Fetch(t.Context(), src, objs, FetchOptions{Vault: "v", Concurrency: 4})
@@ -140,16 +142,23 @@ func TestLookupCloud(t *testing.T) {
 		name, want, suffix string
 		err                bool
 	}{
-		{"", CloudPublic, "vault.azure.net", false},
-		{"azurepubliccloud", CloudPublic, "vault.azure.net", false},
-		{"AzureUSGovernmentCloud", CloudUSGovernment, "vault.usgovcloudapi.net", false},
-		{"AzureChinaCloud", CloudChina, "vault.azure.cn", false},
+		{"", contract.CloudPublic, "vault.azure.net", false},
+		{"azurepubliccloud", contract.CloudPublic, "vault.azure.net", false},
+		{"AzureUSGovernmentCloud", contract.CloudUSGovernment, "vault.usgovcloudapi.net", false},
+		{"AzureChinaCloud", contract.CloudChina, "vault.azure.cn", false},
 		{"AzureStackCloud", "", "", true},
 		{"Mars", "", "", true},
 	} {
 		c, err := LookupCloud(tc.name)
 		if tc.err != (err != nil) || c.Name != tc.want || c.VaultSuffix != tc.suffix {
 			t.Errorf("LookupCloud(%q) = %+v, %v", tc.name, c, err)
+		}
+		if err != nil {
+			// The plugin refuses a cloud with the webhook's words.
+			_, want := contract.CanonicalCloud(tc.name)
+			if !errors.Is(err, ErrUnsupportedCloud) || want == nil || !strings.HasSuffix(err.Error(), want.Error()) {
+				t.Errorf("LookupCloud(%q): %v, want ErrUnsupportedCloud ending in %v", tc.name, err, want)
+			}
 		}
 	}
 }

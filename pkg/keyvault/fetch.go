@@ -1,6 +1,8 @@
 package keyvault
 
 import (
+	"github.com/kvinject/kvinject/pkg/contract"
+
 	"context"
 	"errors"
 	"sync"
@@ -19,7 +21,7 @@ type File struct {
 	// Mode is the permission bits.
 	Mode uint32
 	// Object is the object the file was rendered from.
-	Object Object
+	Object contract.Object
 	// Version is the version that was read.
 	Version string
 }
@@ -42,7 +44,7 @@ type FetchOptions struct {
 // concurrent request. The files come back in the order of objects. When any object fails,
 // Fetch returns no files and an error joining one *ObjectError per failed object;
 // there is never a partial result. Fetch stops starting new requests once ctx ends.
-func Fetch(ctx context.Context, src Source, objects []Object, opts FetchOptions) ([]File, error) {
+func Fetch(ctx context.Context, src Source, objects []contract.Object, opts FetchOptions) ([]File, error) {
 	n := opts.Concurrency
 	if n < 1 {
 		n = 1
@@ -53,7 +55,7 @@ func Fetch(ctx context.Context, src Source, objects []Object, opts FetchOptions)
 	}
 	files := make([]File, len(objects))
 	errs := make([]error, len(objects))
-	one := func(i int, o Object) {
+	one := func(i int, o contract.Object) {
 		data, version, err := fetchOne(ctx, src, o)
 		if err != nil {
 			errs[i] = classify(opts.Vault, o, opts.Identity, err)
@@ -92,16 +94,16 @@ func Fetch(ctx context.Context, src Source, objects []Object, opts FetchOptions)
 	return files, nil
 }
 
-func fetchOne(ctx context.Context, src Source, o Object) ([]byte, string, error) {
+func fetchOne(ctx context.Context, src Source, o contract.Object) ([]byte, string, error) {
 	switch o.ObjectType() {
-	case TypeKey:
+	case contract.TypeKey:
 		k, err := src.GetKey(ctx, o.Name, o.Version)
 		if err != nil {
 			return nil, "", err
 		}
 		b, err := RenderKey(o, k)
 		return b, k.Version, err
-	case TypeCert:
+	case contract.TypeCert:
 		c, err := src.GetCertificate(ctx, o.Name, o.Version)
 		if err != nil {
 			return nil, "", err

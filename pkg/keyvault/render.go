@@ -1,6 +1,8 @@
 package keyvault
 
 import (
+	"github.com/kvinject/kvinject/pkg/contract"
+
 	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -31,20 +33,20 @@ var ErrRender = errors.New("cannot render object")
 // a plain secret is its value decoded per o.Encoding; a secret backing a certificate is
 // the private key (PKCS#8 PEM) followed by the certificates leaf to root, or the raw
 // PFX when o.Format is pfx, or the stored PEM when its content type is PEM.
-func RenderSecret(o Object, s Secret) ([]byte, error) {
-	if s.KeyID != "" || s.ContentType == ContentTypePKCS12 && o.Format == FormatPFX {
+func RenderSecret(o contract.Object, s Secret) ([]byte, error) {
+	if s.KeyID != "" || s.ContentType == ContentTypePKCS12 && o.Format == contract.FormatPFX {
 		return renderCertSecret(o, s)
 	}
 	switch o.Encoding {
-	case "", EncodingUTF8:
+	case "", contract.EncodingUTF8:
 		return []byte(s.Value), nil
-	case EncodingBase64:
+	case contract.EncodingBase64:
 		b, err := base64.StdEncoding.DecodeString(s.Value)
 		if err != nil {
 			return nil, fmt.Errorf("%w: objectEncoding is base64 but the value is not standard base64", ErrRender)
 		}
 		return b, nil
-	case EncodingHex:
+	case contract.EncodingHex:
 		b, err := hex.DecodeString(s.Value)
 		if err != nil {
 			return nil, fmt.Errorf("%w: objectEncoding is hex but the value is not hexadecimal", ErrRender)
@@ -55,10 +57,10 @@ func RenderSecret(o Object, s Secret) ([]byte, error) {
 	}
 }
 
-func renderCertSecret(o Object, s Secret) ([]byte, error) {
+func renderCertSecret(o contract.Object, s Secret) ([]byte, error) {
 	switch s.ContentType {
 	case ContentTypePEM:
-		if o.Format == FormatPFX {
+		if o.Format == contract.FormatPFX {
 			return nil, fmt.Errorf("%w: objectFormat is pfx but the certificate is stored as PEM", ErrRender)
 		}
 		return []byte(s.Value), nil
@@ -70,7 +72,7 @@ func renderCertSecret(o Object, s Secret) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: the certificate's PFX is not standard base64", ErrRender)
 	}
-	if o.Format == FormatPFX {
+	if o.Format == contract.FormatPFX {
 		return pfx, nil
 	}
 	key, leaf, cas, err := pkcs12.DecodeChain(pfx, "")
@@ -157,7 +159,7 @@ func remove(certs []*x509.Certificate, c *x509.Certificate) []*x509.Certificate 
 
 // RenderKey returns the public key of k as a PEM "PUBLIC KEY" block (PKIX), for RSA
 // and EC keys (HSM-backed ones too).
-func RenderKey(o Object, k Key) ([]byte, error) {
+func RenderKey(o contract.Object, k Key) ([]byte, error) {
 	var pub any
 	switch strings.TrimSuffix(k.Kty, "-HSM") {
 	case "RSA":
@@ -210,7 +212,7 @@ func ecdsaKey(curve elliptic.Curve, point []byte) (*ecdsa.PublicKey, error) {
 }
 
 // RenderCertificate returns the leaf certificate as a PEM "CERTIFICATE" block.
-func RenderCertificate(o Object, c Certificate) ([]byte, error) {
+func RenderCertificate(o contract.Object, c Certificate) ([]byte, error) {
 	if _, err := x509.ParseCertificate(c.CER); err != nil {
 		return nil, fmt.Errorf("%w: the certificate is not valid DER", ErrRender)
 	}

@@ -1,6 +1,8 @@
 package keyvault
 
 import (
+	"github.com/kvinject/kvinject/pkg/contract"
+
 	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -67,24 +69,24 @@ func TestRenderSecret(t *testing.T) {
 
 	cases := []struct {
 		name string
-		obj  Object
+		obj  contract.Object
 		in   Secret
 		want string
 		err  bool
 	}{
-		{"utf-8 default", Object{Name: "s"}, Secret{Value: "MyP@ssword123456"}, "MyP@ssword123456", false},
-		{"utf-8 explicit", Object{Name: "s", Encoding: EncodingUTF8}, Secret{Value: "x\ny"}, "x\ny", false},
-		{"base64", Object{Name: "s", Encoding: EncodingBase64}, Secret{Value: base64.StdEncoding.EncodeToString([]byte{0, 1, 2, 255})}, "\x00\x01\x02\xff", false},
-		{"bad base64", Object{Name: "s", Encoding: EncodingBase64}, Secret{Value: "not base64!"}, "", true},
-		{"hex", Object{Name: "s", Encoding: EncodingHex}, Secret{Value: "00ff41"}, "\x00\xffA", false},
-		{"bad hex", Object{Name: "s", Encoding: EncodingHex}, Secret{Value: "zz"}, "", true},
-		{"cert-backed PKCS#12: key and chain leaf to root", Object{Name: "c"}, Secret{Value: base64.StdEncoding.EncodeToString(pfx), ContentType: ContentTypePKCS12, KeyID: kid}, wantChain, false},
-		{"cert-backed PKCS#12 as pfx", Object{Name: "c", Format: FormatPFX}, Secret{Value: base64.StdEncoding.EncodeToString(pfx), ContentType: ContentTypePKCS12, KeyID: kid}, string(pfx), false},
-		{"cert-backed PEM as stored", Object{Name: "c"}, Secret{Value: storedPEM, ContentType: ContentTypePEM, KeyID: kid}, storedPEM, false},
-		{"cert-backed PEM as pfx", Object{Name: "c", Format: FormatPFX}, Secret{Value: storedPEM, ContentType: ContentTypePEM, KeyID: kid}, "", true},
-		{"cert-backed unknown content type", Object{Name: "c"}, Secret{Value: "secret-value-123", ContentType: "text/plain", KeyID: kid}, "", true},
-		{"cert-backed PFX not base64", Object{Name: "c"}, Secret{Value: "%%%", ContentType: ContentTypePKCS12, KeyID: kid}, "", true},
-		{"cert-backed PFX garbage", Object{Name: "c"}, Secret{Value: base64.StdEncoding.EncodeToString([]byte("garbage")), ContentType: ContentTypePKCS12, KeyID: kid}, "", true},
+		{"utf-8 default", contract.Object{Name: "s"}, Secret{Value: "MyP@ssword123456"}, "MyP@ssword123456", false},
+		{"utf-8 explicit", contract.Object{Name: "s", Encoding: contract.EncodingUTF8}, Secret{Value: "x\ny"}, "x\ny", false},
+		{"base64", contract.Object{Name: "s", Encoding: contract.EncodingBase64}, Secret{Value: base64.StdEncoding.EncodeToString([]byte{0, 1, 2, 255})}, "\x00\x01\x02\xff", false},
+		{"bad base64", contract.Object{Name: "s", Encoding: contract.EncodingBase64}, Secret{Value: "not base64!"}, "", true},
+		{"hex", contract.Object{Name: "s", Encoding: contract.EncodingHex}, Secret{Value: "00ff41"}, "\x00\xffA", false},
+		{"bad hex", contract.Object{Name: "s", Encoding: contract.EncodingHex}, Secret{Value: "zz"}, "", true},
+		{"cert-backed PKCS#12: key and chain leaf to root", contract.Object{Name: "c"}, Secret{Value: base64.StdEncoding.EncodeToString(pfx), ContentType: ContentTypePKCS12, KeyID: kid}, wantChain, false},
+		{"cert-backed PKCS#12 as pfx", contract.Object{Name: "c", Format: contract.FormatPFX}, Secret{Value: base64.StdEncoding.EncodeToString(pfx), ContentType: ContentTypePKCS12, KeyID: kid}, string(pfx), false},
+		{"cert-backed PEM as stored", contract.Object{Name: "c"}, Secret{Value: storedPEM, ContentType: ContentTypePEM, KeyID: kid}, storedPEM, false},
+		{"cert-backed PEM as pfx", contract.Object{Name: "c", Format: contract.FormatPFX}, Secret{Value: storedPEM, ContentType: ContentTypePEM, KeyID: kid}, "", true},
+		{"cert-backed unknown content type", contract.Object{Name: "c"}, Secret{Value: "secret-value-123", ContentType: "text/plain", KeyID: kid}, "", true},
+		{"cert-backed PFX not base64", contract.Object{Name: "c"}, Secret{Value: "%%%", ContentType: ContentTypePKCS12, KeyID: kid}, "", true},
+		{"cert-backed PFX garbage", contract.Object{Name: "c"}, Secret{Value: base64.StdEncoding.EncodeToString([]byte("garbage")), ContentType: ContentTypePKCS12, KeyID: kid}, "", true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -129,18 +131,18 @@ func TestRenderKeyAndCertificate(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := RenderKey(Object{Name: "k", Type: TypeKey}, tc.key)
+			got, err := RenderKey(contract.Object{Name: "k", Type: contract.TypeKey}, tc.key)
 			if tc.err != (err != nil) || string(got) != tc.want {
 				t.Fatalf("RenderKey = %q, %v; want %q (error %v)", got, err, tc.want, tc.err)
 			}
 		})
 	}
 	c := newCert(t, "root", nil)
-	got, err := RenderCertificate(Object{Name: "c", Type: TypeCert}, Certificate{CER: c.cert.Raw})
+	got, err := RenderCertificate(contract.Object{Name: "c", Type: contract.TypeCert}, Certificate{CER: c.cert.Raw})
 	if err != nil || string(got) != pemOf("CERTIFICATE", c.cert.Raw) {
 		t.Fatalf("RenderCertificate = %q, %v", got, err)
 	}
-	if _, err := RenderCertificate(Object{Name: "c"}, Certificate{CER: []byte("nope")}); !errors.Is(err, ErrRender) {
+	if _, err := RenderCertificate(contract.Object{Name: "c"}, Certificate{CER: []byte("nope")}); !errors.Is(err, ErrRender) {
 		t.Fatalf("RenderCertificate(garbage) = %v", err)
 	}
 }

@@ -1,6 +1,8 @@
 package keyvault
 
 import (
+	"github.com/kvinject/kvinject/pkg/contract"
+
 	"context"
 	"errors"
 	"fmt"
@@ -79,8 +81,8 @@ type sdkSource struct {
 // NewSource returns a Source for the named vault that authenticates with cred. It sends
 // no request until asked for an object.
 func NewSource(vault string, cred azcore.TokenCredential, opts SourceOptions) (Source, error) {
-	if err := ValidateVaultName(vault); err != nil {
-		return nil, err
+	if err := contract.ValidateVaultName(vault); err != nil {
+		return nil, fmt.Errorf("keyvaultName: %w", err)
 	}
 	if cred == nil {
 		return nil, errors.New("keyvault: nil credential")

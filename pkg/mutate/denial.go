@@ -1,8 +1,11 @@
 package mutate
 
 import (
+	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/kvinject/kvinject/pkg/contract"
 )
 
 // Denial is a reason to refuse a pod at admission: something the pod's author must
@@ -40,4 +43,18 @@ func (d *Denial) Error() string {
 
 func deny(annotation, format string, args ...any) *Denial {
 	return &Denial{Annotation: annotation, Rule: fmt.Sprintf(format, args...)}
+}
+
+// ParseSecrets parses the kvinject.io/secrets alias list (contract.ParseAliasList),
+// turning what is wrong with it into a *Denial that names the annotation.
+func ParseSecrets(list string, maxEntries int) ([]contract.Object, error) {
+	objects, err := contract.ParseAliasList(list, maxEntries)
+	if err != nil {
+		var e *contract.EntryError
+		if errors.As(err, &e) {
+			return nil, &Denial{Annotation: contract.AnnotationSecrets, Entry: e.Entry, Text: e.Text, Rule: e.Rule}
+		}
+		return nil, err
+	}
+	return objects, nil
 }

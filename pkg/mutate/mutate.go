@@ -9,7 +9,7 @@ import (
 	jsonpatch "gomodules.xyz/jsonpatch/v2"
 	corev1 "k8s.io/api/core/v1"
 
-	"github.com/kvinject/kvinject/pkg/keyvault"
+	"github.com/kvinject/kvinject/pkg/contract"
 )
 
 // Lookup reads what Mutate needs beyond the pod: namespace and service-account
@@ -55,21 +55,24 @@ type Result struct {
 
 // Mutate returns what pod becomes at admission in namespace (the request's namespace:
 // a pod made by a controller may not carry one yet). It never modifies pod. A pod
-// without AnnotationSecrets, or one already injected, is Unchanged. Invalid
+// without contract.AnnotationSecrets, or one already injected, is Unchanged. Invalid
 // annotations and conflicts are a *Denial; a failed Lookup is returned wrapped.
 func (m *Mutator) Mutate(ctx context.Context, pod *corev1.Pod, namespace string) (*Result, error) {
-	list, ok := pod.Annotations[AnnotationSecrets]
+	list, ok := pod.Annotations[contract.AnnotationSecrets]
 	if !ok {
 		return &Result{Outcome: Unchanged, Pod: pod}, nil
+	}
+	if why := windowsOnly(pod); why != "" {
+		return nil, deny("", "the pod can only run on Windows nodes (%s), and kvinject's node plugin serves Linux nodes only, so its secrets volume would never mount; run the pod on Linux nodes or remove %s", why, contract.AnnotationSecrets)
 	}
 	targets, warnings, err := selectContainers(pod)
 	if err != nil {
 		return nil, err
 	}
 	mountPath := m.config.MountPath
-	if p, ok := pod.Annotations[AnnotationMountPath]; ok {
+	if p, ok := pod.Annotations[contract.AnnotationMountPath]; ok {
 		if err := validateMountPath(p); err != nil {
-			return nil, deny(AnnotationMountPath, "%v", err)
+			return nil, deny(contract.AnnotationMountPath, "%v", err)
 		}
 		mountPath = p
 	}
@@ -79,10 +82,10 @@ func (m *Mutator) Mutate(ctx context.Context, pod *corev1.Pod, namespace string)
 	// bring the mounts up to date.
 	var volume *corev1.Volume
 	var label string
-	if i := volumeIndex(pod, VolumeName); i >= 0 {
+	if i := volumeIndex(pod, contract.VolumeName); i >= 0 {
 		v := &pod.Spec.Volumes[i]
-		if pod.Annotations[AnnotationStatus] != StatusInjected || v.CSI == nil || v.CSI.Driver != m.config.DriverName {
-			return nil, deny("", "the pod already has a volume named %q that kvinject did not write; rename that volume", VolumeName)
+		if pod.Annotations[contract.AnnotationStatus] != contract.StatusInjected || v.CSI == nil || v.CSI.Driver != m.config.DriverName {
+			return nil, deny("", "the pod already has a volume named %q that kvinject did not write; rename that volume", contract.VolumeName)
 		}
 	} else {
 		objects, err := ParseSecrets(list, m.config.MaxEntries)
@@ -95,8 +98,8 @@ func (m *Mutator) Mutate(ctx context.Context, pod *corev1.Pod, namespace string)
 		}
 		warnings = append(warnings, s.warnings...)
 		if s.selector != "" {
-			if have, ok := pod.Labels[LabelPodIdentity]; ok && have != s.selector {
-				return nil, deny(AnnotationIdentity, "the pod's label %s=%q differs from the identity %q; remove the label or make them equal", LabelPodIdentity, have, s.selector)
+			if have, ok := pod.Labels[contract.LabelPodIdentity]; ok && have != s.selector {
+				return nil, deny(contract.AnnotationIdentity, "the pod's label %s=%q differs from the identity %q; remove the label or make them equal", contract.LabelPodIdentity, have, s.selector)
 			}
 			label = s.selector
 		}
@@ -114,13 +117,13 @@ func (m *Mutator) Mutate(ctx context.Context, pod *corev1.Pod, namespace string)
 
 	out := pod.DeepCopy()
 	var patch []jsonpatch.JsonPatchOperation
-	if label != "" && pod.Labels[LabelPodIdentity] != label {
+	if label != "" && pod.Labels[contract.LabelPodIdentity] != label {
 		if out.Labels == nil {
-			out.Labels = map[string]string{LabelPodIdentity: label}
+			out.Labels = map[string]string{contract.LabelPodIdentity: label}
 			patch = append(patch, jsonpatch.NewOperation("add", "/metadata/labels", out.Labels))
 		} else {
-			out.Labels[LabelPodIdentity] = label
-			patch = append(patch, jsonpatch.NewOperation("add", "/metadata/labels/"+escape(LabelPodIdentity), label))
+			out.Labels[contract.LabelPodIdentity] = label
+			patch = append(patch, jsonpatch.NewOperation("add", "/metadata/labels/"+escape(contract.LabelPodIdentity), label))
 		}
 	}
 	if volume != nil {
@@ -131,7 +134,7 @@ func (m *Mutator) Mutate(ctx context.Context, pod *corev1.Pod, namespace string)
 		}
 		out.Spec.Volumes = append(out.Spec.Volumes, *volume)
 	}
-	mount := corev1.VolumeMount{Name: VolumeName, MountPath: mountPath, ReadOnly: true}
+	mount := corev1.VolumeMount{Name: contract.VolumeName, MountPath: mountPath, ReadOnly: true}
 	for _, t := range targets {
 		if mountsVolume(t.container) {
 			continue
@@ -148,36 +151,36 @@ func (m *Mutator) Mutate(ctx context.Context, pod *corev1.Pod, namespace string)
 	if len(patch) == 0 {
 		return &Result{Outcome: Unchanged, Pod: pod, Warnings: warnings}, nil
 	}
-	if out.Annotations[AnnotationStatus] != StatusInjected {
+	if out.Annotations[contract.AnnotationStatus] != contract.StatusInjected {
 		op := "add"
-		if _, ok := out.Annotations[AnnotationStatus]; ok {
+		if _, ok := out.Annotations[contract.AnnotationStatus]; ok {
 			op = "replace"
 		}
-		out.Annotations[AnnotationStatus] = StatusInjected
-		patch = append(patch, jsonpatch.NewOperation(op, "/metadata/annotations/"+escape(AnnotationStatus), StatusInjected))
+		out.Annotations[contract.AnnotationStatus] = contract.StatusInjected
+		patch = append(patch, jsonpatch.NewOperation(op, "/metadata/annotations/"+escape(contract.AnnotationStatus), contract.StatusInjected))
 	}
 	return &Result{Outcome: Injected, Pod: out, Patch: patch, Warnings: warnings}, nil
 }
 
 // buildVolume returns the CSI inline volume for the resolved settings.
-func (m *Mutator) buildVolume(s *settings, objects []keyvault.Object) (*corev1.Volume, error) {
-	encoded, err := keyvault.MarshalObjects(objects)
+func (m *Mutator) buildVolume(s *settings, objects []contract.Object) (*corev1.Volume, error) {
+	encoded, err := contract.MarshalObjects(objects)
 	if err != nil {
 		return nil, fmt.Errorf("encode objects: %w", err)
 	}
 	attrs := map[string]string{
-		keyvault.AttrKeyVaultName:   s.vault,
-		keyvault.AttrTenantID:       s.tenant,
-		keyvault.AttrCloudName:      m.config.CloudName,
-		keyvault.AttrUsePodIdentity: fmt.Sprint(s.selector != ""),
-		keyvault.AttrObjects:        encoded,
+		contract.AttrKeyVaultName:   s.vault,
+		contract.AttrTenantID:       s.tenant,
+		contract.AttrCloudName:      m.config.CloudName,
+		contract.AttrUsePodIdentity: fmt.Sprint(s.selector != ""),
+		contract.AttrObjects:        encoded,
 	}
 	if s.clientID != "" {
-		attrs[keyvault.AttrClientID] = s.clientID
+		attrs[contract.AttrClientID] = s.clientID
 	}
 	readOnly := true
 	return &corev1.Volume{
-		Name: VolumeName,
+		Name: contract.VolumeName,
 		VolumeSource: corev1.VolumeSource{CSI: &corev1.CSIVolumeSource{
 			Driver:           m.config.DriverName,
 			ReadOnly:         &readOnly,
@@ -201,7 +204,7 @@ func (t target) in(pod *corev1.Pod) *corev1.Container {
 	return &pod.Spec.Containers[t.index]
 }
 
-// selectContainers returns the containers named by AnnotationContainers (all
+// selectContainers returns the containers named by contract.AnnotationContainers (all
 // containers and init containers when absent), and a warning per container left out.
 func selectContainers(pod *corev1.Pod) ([]target, []string, error) {
 	all := make([]target, 0, len(pod.Spec.InitContainers)+len(pod.Spec.Containers))
@@ -211,7 +214,7 @@ func selectContainers(pod *corev1.Pod) ([]target, []string, error) {
 	for i := range pod.Spec.Containers {
 		all = append(all, target{"containers", i, &pod.Spec.Containers[i]})
 	}
-	list, ok := pod.Annotations[AnnotationContainers]
+	list, ok := pod.Annotations[contract.AnnotationContainers]
 	if !ok {
 		return all, nil, nil
 	}
@@ -219,7 +222,7 @@ func selectContainers(pod *corev1.Pod) ([]target, []string, error) {
 	for _, name := range strings.Split(list, ",") {
 		name = strings.TrimSpace(name)
 		if name == "" {
-			return nil, nil, deny(AnnotationContainers, "an entry is empty: list container names separated by ','")
+			return nil, nil, deny(contract.AnnotationContainers, "an entry is empty: list container names separated by ','")
 		}
 		wanted[name] = true
 	}
@@ -229,7 +232,7 @@ func selectContainers(pod *corev1.Pod) ([]target, []string, error) {
 	}
 	for name := range wanted {
 		if !contains(names, name) {
-			return nil, nil, deny(AnnotationContainers, "the pod has no container %q; its containers are %s", name, strings.Join(names, ", "))
+			return nil, nil, deny(contract.AnnotationContainers, "the pod has no container %q; its containers are %s", name, strings.Join(names, ", "))
 		}
 	}
 	var selected []target
@@ -239,7 +242,7 @@ func selectContainers(pod *corev1.Pod) ([]target, []string, error) {
 			selected = append(selected, t)
 			continue
 		}
-		warnings = append(warnings, fmt.Sprintf("%s: container %q is not listed, so it does not get the secrets", AnnotationContainers, t.container.Name))
+		warnings = append(warnings, fmt.Sprintf("%s: container %q is not listed, so it does not get the secrets", contract.AnnotationContainers, t.container.Name))
 	}
 	return selected, warnings, nil
 }
@@ -248,8 +251,8 @@ func selectContainers(pod *corev1.Pod) ([]target, []string, error) {
 // mountPath.
 func checkMounts(c *corev1.Container, mountPath string) error {
 	for _, vm := range c.VolumeMounts {
-		if vm.Name != VolumeName && path.Clean(vm.MountPath) == mountPath {
-			return deny(AnnotationMountPath, "container %q already mounts volume %q at %s; set %s to another path or remove that mount", c.Name, vm.Name, mountPath, AnnotationMountPath)
+		if vm.Name != contract.VolumeName && path.Clean(vm.MountPath) == mountPath {
+			return deny(contract.AnnotationMountPath, "container %q already mounts volume %q at %s; set %s to another path or remove that mount", c.Name, vm.Name, mountPath, contract.AnnotationMountPath)
 		}
 	}
 	return nil
@@ -257,7 +260,7 @@ func checkMounts(c *corev1.Container, mountPath string) error {
 
 func mountsVolume(c *corev1.Container) bool {
 	for _, vm := range c.VolumeMounts {
-		if vm.Name == VolumeName {
+		if vm.Name == contract.VolumeName {
 			return true
 		}
 	}

@@ -13,14 +13,14 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
-	"github.com/kvinject/kvinject/pkg/keyvault"
+	"github.com/kvinject/kvinject/pkg/contract"
 )
 
 const (
 	tenant   = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 	tenant2  = "0b2a1c9e-1111-4c4c-8d8d-000000000002"
 	clientID = "6b9e2a55-6c0b-4a1f-9a8e-2f1f6f1d9c01"
-	driver   = DefaultDriverName
+	driver   = contract.DefaultDriverName
 )
 
 // tutorialObjects is the objects attribute of the tutorial's pod, written out.
@@ -67,10 +67,10 @@ func pod(annotations map[string]string, containers ...string) *corev1.Pod {
 
 func tutorialAnnotations() map[string]string {
 	return map[string]string{
-		AnnotationVault:    "az-key-vault-demo",
-		AnnotationIdentity: "azure-kv",
-		AnnotationTenantID: tenant,
-		AnnotationSecrets:  "DatabaseLogin=DATABASE_LOGIN, DatabasePassword=DATABASE_PASSWORD",
+		contract.AnnotationVault:    "az-key-vault-demo",
+		contract.AnnotationIdentity: "azure-kv",
+		contract.AnnotationTenantID: tenant,
+		contract.AnnotationSecrets:  "DatabaseLogin=DATABASE_LOGIN, DatabasePassword=DATABASE_PASSWORD",
 	}
 }
 
@@ -89,9 +89,9 @@ func with(m map[string]string, kv ...string) map[string]string {
 	return out
 }
 
-func objectsYAML(t *testing.T, objects ...keyvault.Object) string {
+func objectsYAML(t *testing.T, objects ...contract.Object) string {
 	t.Helper()
-	s, err := keyvault.MarshalObjects(objects)
+	s, err := contract.MarshalObjects(objects)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +100,7 @@ func objectsYAML(t *testing.T, objects ...keyvault.Object) string {
 
 func csiVolume(attrs map[string]string) corev1.Volume {
 	ro := true
-	return corev1.Volume{Name: VolumeName, VolumeSource: corev1.VolumeSource{CSI: &corev1.CSIVolumeSource{
+	return corev1.Volume{Name: contract.VolumeName, VolumeSource: corev1.VolumeSource{CSI: &corev1.CSIVolumeSource{
 		Driver: driver, ReadOnly: &ro, VolumeAttributes: attrs,
 	}}}
 }
@@ -121,11 +121,11 @@ func injected(p *corev1.Pod, label string, vol corev1.Volume, mountPath string, 
 		if out.Labels == nil {
 			out.Labels = map[string]string{}
 		}
-		out.Labels[LabelPodIdentity] = label
+		out.Labels[contract.LabelPodIdentity] = label
 	}
-	out.Annotations[AnnotationStatus] = StatusInjected
+	out.Annotations[contract.AnnotationStatus] = contract.StatusInjected
 	out.Spec.Volumes = append(out.Spec.Volumes, vol)
-	mount := corev1.VolumeMount{Name: VolumeName, MountPath: mountPath, ReadOnly: true}
+	mount := corev1.VolumeMount{Name: contract.VolumeName, MountPath: mountPath, ReadOnly: true}
 	for _, name := range containers {
 		for i := range out.Spec.InitContainers {
 			if out.Spec.InitContainers[i].Name == name {
@@ -145,14 +145,14 @@ func TestMutate(t *testing.T) {
 	tutorial := pod(tutorialAnnotations(), "nginx")
 	tutorialInjected := injected(tutorial, "azure-kv", csiVolume(podIdentityAttrs("az-key-vault-demo", tenant, tutorialObjects)), "/mnt/secrets-store", "nginx")
 
-	threeContainers := pod(with(tutorialAnnotations(), AnnotationContainers, "app"), "proxy", "app", "logger")
+	threeContainers := pod(with(tutorialAnnotations(), contract.AnnotationContainers, "app"), "proxy", "app", "logger")
 	withInit := pod(tutorialAnnotations(), "app")
 	withInit.Spec.InitContainers = []corev1.Container{{Name: "migrate", Image: "migrate"}}
 
 	labelled := pod(tutorialAnnotations(), "nginx")
-	labelled.Labels = map[string]string{"app": "web", LabelPodIdentity: "azure-kv"}
+	labelled.Labels = map[string]string{"app": "web", contract.LabelPodIdentity: "azure-kv"}
 	otherLabel := pod(tutorialAnnotations(), "nginx")
-	otherLabel.Labels = map[string]string{LabelPodIdentity: "other"}
+	otherLabel.Labels = map[string]string{contract.LabelPodIdentity: "other"}
 	withLabels := pod(tutorialAnnotations(), "nginx")
 	withLabels.Labels = map[string]string{"app": "web"}
 
@@ -163,29 +163,43 @@ func TestMutate(t *testing.T) {
 	otherMounts.Spec.Volumes = []corev1.Volume{{Name: "data", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}}
 
 	foreignVolume := pod(tutorialAnnotations(), "nginx")
-	foreignVolume.Spec.Volumes = []corev1.Volume{{Name: VolumeName, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}}
+	foreignVolume.Spec.Volumes = []corev1.Volume{{Name: contract.VolumeName, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}}
 
 	reinvoked := tutorialInjected.DeepCopy()
 	reinvoked.Spec.Containers = append(reinvoked.Spec.Containers, corev1.Container{Name: "sidecar", Image: "envoy"})
 	reinvokedWant := reinvoked.DeepCopy()
-	reinvokedWant.Spec.Containers[1].VolumeMounts = []corev1.VolumeMount{{Name: VolumeName, MountPath: "/mnt/secrets-store", ReadOnly: true}}
+	reinvokedWant.Spec.Containers[1].VolumeMounts = []corev1.VolumeMount{{Name: contract.VolumeName, MountPath: "/mnt/secrets-store", ReadOnly: true}}
 
-	customSA := pod(with(tutorialAnnotations(), AnnotationIdentity, "-"), "app")
+	customSA := pod(with(tutorialAnnotations(), contract.AnnotationIdentity, "-"), "app")
 	customSA.Spec.ServiceAccountName = "workload"
+
+	windowsOS := pod(tutorialAnnotations(), "iis")
+	windowsOS.Spec.OS = &corev1.PodOS{Name: corev1.Windows}
+	windowsSelector := pod(tutorialAnnotations(), "iis")
+	windowsSelector.Spec.NodeSelector = map[string]string{"kubernetes.io/os": "windows"}
+	windowsAffinity := pod(tutorialAnnotations(), "iis")
+	windowsAffinity.Spec.Affinity = &corev1.Affinity{NodeAffinity: &corev1.NodeAffinity{RequiredDuringSchedulingIgnoredDuringExecution: &corev1.NodeSelector{
+		NodeSelectorTerms: []corev1.NodeSelectorTerm{
+			{MatchExpressions: []corev1.NodeSelectorRequirement{{Key: "kubernetes.io/os", Operator: corev1.NodeSelectorOpIn, Values: []string{"windows"}}}},
+			{MatchExpressions: []corev1.NodeSelectorRequirement{{Key: "kubernetes.io/os", Operator: corev1.NodeSelectorOpNotIn, Values: []string{"linux"}}}},
+		}}}}
+	eitherOS := windowsAffinity.DeepCopy()
+	eitherOS.Spec.Affinity.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution.NodeSelectorTerms[1].MatchExpressions[0] =
+		corev1.NodeSelectorRequirement{Key: "kubernetes.io/os", Operator: corev1.NodeSelectorOpIn, Values: []string{"linux", "windows"}}
 
 	long := strings.Repeat("a", 128)
 	full := "DatabaseLogin=DATABASE_LOGIN, cert:web-tls=tls.pem, secret:signing@0123456789ABCDEF0123456789abcdef=old.key;mode=0400, key:sign-key, secret:tls;format=pfx, secret:blob;encoding=base64;mode=440"
 	fullObjects := objectsYAML(t,
-		keyvault.Object{Name: "DatabaseLogin", Alias: "DATABASE_LOGIN", Type: "secret"},
-		keyvault.Object{Name: "web-tls", Alias: "tls.pem", Type: "cert"},
-		keyvault.Object{Name: "signing", Alias: "old.key", Type: "secret", Version: "0123456789abcdef0123456789abcdef", FilePermission: "0400"},
-		keyvault.Object{Name: "sign-key", Type: "key"},
-		keyvault.Object{Name: "tls", Type: "secret", Format: "pfx"},
-		keyvault.Object{Name: "blob", Type: "secret", Encoding: "base64", FilePermission: "0440"},
+		contract.Object{Name: "DatabaseLogin", Alias: "DATABASE_LOGIN", Type: "secret"},
+		contract.Object{Name: "web-tls", Alias: "tls.pem", Type: "cert"},
+		contract.Object{Name: "signing", Alias: "old.key", Type: "secret", Version: "0123456789abcdef0123456789abcdef", FilePermission: "0400"},
+		contract.Object{Name: "sign-key", Type: "key"},
+		contract.Object{Name: "tls", Type: "secret", Format: "pfx"},
+		contract.Object{Name: "blob", Type: "secret", Encoding: "base64", FilePermission: "0440"},
 	)
-	loginOnly := objectsYAML(t, keyvault.Object{Name: "DatabaseLogin", Type: "secret"})
+	loginOnly := objectsYAML(t, contract.Object{Name: "DatabaseLogin", Type: "secret"})
 	invalid := func(list string) *corev1.Pod {
-		return pod(with(tutorialAnnotations(), AnnotationSecrets, list), "nginx")
+		return pod(with(tutorialAnnotations(), contract.AnnotationSecrets, list), "nginx")
 	}
 
 	tests := []struct {
@@ -211,9 +225,9 @@ func TestMutate(t *testing.T) {
 		},
 		{
 			name:      "defaults from the namespace annotation",
-			pod:       pod(map[string]string{AnnotationSecrets: "DatabaseLogin"}, "app"),
-			namespace: map[string]string{AnnotationVault: "ns-vault", AnnotationIdentity: "ns-id", AnnotationTenantID: tenant2},
-			want:      injected(pod(map[string]string{AnnotationSecrets: "DatabaseLogin"}, "app"), "ns-id", csiVolume(podIdentityAttrs("ns-vault", tenant2, loginOnly)), "/mnt/secrets-store", "app"),
+			pod:       pod(map[string]string{contract.AnnotationSecrets: "DatabaseLogin"}, "app"),
+			namespace: map[string]string{contract.AnnotationVault: "ns-vault", contract.AnnotationIdentity: "ns-id", contract.AnnotationTenantID: tenant2},
+			want:      injected(pod(map[string]string{contract.AnnotationSecrets: "DatabaseLogin"}, "app"), "ns-id", csiVolume(podIdentityAttrs("ns-vault", tenant2, loginOnly)), "/mnt/secrets-store", "app"),
 			wantWarnings: []string{
 				`kvinject.io/vault: using "ns-vault" from namespace "default"`,
 				`kvinject.io/tenant-id: using "0b2a1c9e-1111-4c4c-8d8d-000000000002" from namespace "default"`,
@@ -224,8 +238,8 @@ func TestMutate(t *testing.T) {
 		{
 			name:   "defaults from the cluster file",
 			config: func(c *Config) { c.Vault, c.TenantID, c.Identity = "cluster-vault", tenant, "cluster-id" },
-			pod:    pod(map[string]string{AnnotationSecrets: "DatabaseLogin"}, "app"),
-			want:   injected(pod(map[string]string{AnnotationSecrets: "DatabaseLogin"}, "app"), "cluster-id", csiVolume(podIdentityAttrs("cluster-vault", tenant, loginOnly)), "/mnt/secrets-store", "app"),
+			pod:    pod(map[string]string{contract.AnnotationSecrets: "DatabaseLogin"}, "app"),
+			want:   injected(pod(map[string]string{contract.AnnotationSecrets: "DatabaseLogin"}, "app"), "cluster-id", csiVolume(podIdentityAttrs("cluster-vault", tenant, loginOnly)), "/mnt/secrets-store", "app"),
 			wantWarnings: []string{
 				`kvinject.io/vault: using "cluster-vault" from the cluster configuration`,
 				`kvinject.io/tenant-id: using "72f988bf-86f1-41af-91ab-2d7cd011db47" from the cluster configuration`,
@@ -236,19 +250,19 @@ func TestMutate(t *testing.T) {
 		{
 			name:      "pod annotations win over namespace and cluster",
 			config:    func(c *Config) { c.Vault, c.TenantID, c.Identity = "cluster-vault", tenant2, "cluster-id" },
-			namespace: map[string]string{AnnotationVault: "ns-vault", AnnotationIdentity: "ns-id"},
+			namespace: map[string]string{contract.AnnotationVault: "ns-vault", contract.AnnotationIdentity: "ns-id"},
 			pod:       tutorial, want: tutorialInjected,
 		},
 		{
 			name: "workload identity from the pod's client-id",
-			pod:  pod(with(tutorialAnnotations(), AnnotationIdentity, "-", AnnotationClientID, clientID), "app"),
-			want: injected(pod(with(tutorialAnnotations(), AnnotationIdentity, "-", AnnotationClientID, clientID), "app"), "",
+			pod:  pod(with(tutorialAnnotations(), contract.AnnotationIdentity, "-", contract.AnnotationClientID, clientID), "app"),
+			want: injected(pod(with(tutorialAnnotations(), contract.AnnotationIdentity, "-", contract.AnnotationClientID, clientID), "app"), "",
 				csiVolume(workloadAttrs("az-key-vault-demo", tenant, clientID, tutorialObjects)), "/mnt/secrets-store", "app"),
 		},
 		{
 			name:         "workload identity from the service account",
 			pod:          customSA,
-			sa:           map[string]map[string]string{"default/workload": {AnnotationWorkloadClientID: clientID}},
+			sa:           map[string]map[string]string{"default/workload": {contract.AnnotationWorkloadClientID: clientID}},
 			want:         injected(customSA, "", csiVolume(workloadAttrs("az-key-vault-demo", tenant, clientID, tutorialObjects)), "/mnt/secrets-store", "app"),
 			wantWarnings: []string{`kvinject.io/client-id: using "6b9e2a55-6c0b-4a1f-9a8e-2f1f6f1d9c01" from service account "workload"`},
 			wantLookups:  2,
@@ -261,46 +275,66 @@ func TestMutate(t *testing.T) {
 		},
 		{
 			name:     "both identity and client-id",
-			pod:      pod(with(tutorialAnnotations(), AnnotationClientID, clientID), "app"),
+			pod:      pod(with(tutorialAnnotations(), contract.AnnotationClientID, clientID), "app"),
 			wantDeny: `kvinject.io/identity: the pod sets both kvinject.io/identity (AAD Pod Identity) and kvinject.io/client-id (workload identity); keep the one the pod uses`,
 		},
 		{
 			name:     "client-id that is not a GUID",
-			pod:      pod(with(tutorialAnnotations(), AnnotationIdentity, "-", AnnotationClientID, "my-app"), "app"),
+			pod:      pod(with(tutorialAnnotations(), contract.AnnotationIdentity, "-", contract.AnnotationClientID, "my-app"), "app"),
 			wantDeny: `kvinject.io/client-id: "my-app" is not a client ID: use the identity's application (client) ID, a GUID like 00000000-0000-0000-0000-000000000000`,
 		},
 		{
 			name:        "service account client-id that is not a GUID",
 			pod:         customSA,
-			sa:          map[string]map[string]string{"default/workload": {AnnotationWorkloadClientID: "nope"}},
+			sa:          map[string]map[string]string{"default/workload": {contract.AnnotationWorkloadClientID: "nope"}},
 			wantDeny:    `service account "workload": azure.workload.identity/client-id: "nope" is not a client ID: use the identity's application (client) ID, a GUID like 00000000-0000-0000-0000-000000000000`,
 			wantLookups: 2,
 		},
 		{
 			name:        "no vault anywhere",
-			pod:         pod(with(tutorialAnnotations(), AnnotationVault, "-"), "app"),
+			pod:         pod(with(tutorialAnnotations(), contract.AnnotationVault, "-"), "app"),
 			wantDeny:    `kvinject.io/vault: no Key Vault: annotate the pod or namespace "default" with kvinject.io/vault, or set vault in the cluster configuration`,
 			wantLookups: 1,
 		},
 		{
 			name:        "no tenant anywhere",
-			pod:         pod(with(tutorialAnnotations(), AnnotationTenantID, "-"), "app"),
+			pod:         pod(with(tutorialAnnotations(), contract.AnnotationTenantID, "-"), "app"),
 			wantDeny:    `kvinject.io/tenant-id: no tenant: annotate the pod or namespace "default" with kvinject.io/tenant-id, or set tenantId in the cluster configuration`,
 			wantLookups: 1,
 		},
 		{
+			name:     "pod for Windows nodes by spec.os",
+			pod:      windowsOS,
+			wantDeny: `the pod can only run on Windows nodes (spec.os.name is windows), and kvinject's node plugin serves Linux nodes only, so its secrets volume would never mount; run the pod on Linux nodes or remove kvinject.io/secrets`,
+		},
+		{
+			name:     "pod for Windows nodes by nodeSelector",
+			pod:      windowsSelector,
+			wantDeny: `the pod can only run on Windows nodes (its nodeSelector requires kubernetes.io/os=windows), and kvinject's node plugin serves Linux nodes only, so its secrets volume would never mount; run the pod on Linux nodes or remove kvinject.io/secrets`,
+		},
+		{
+			name:     "pod for Windows nodes by required affinity",
+			pod:      windowsAffinity,
+			wantDeny: `the pod can only run on Windows nodes (its required node affinity admits no Linux node), and kvinject's node plugin serves Linux nodes only, so its secrets volume would never mount; run the pod on Linux nodes or remove kvinject.io/secrets`,
+		},
+		{
+			name: "pod whose affinity admits Linux too",
+			pod:  eitherOS,
+			want: injected(eitherOS, "azure-kv", csiVolume(podIdentityAttrs("az-key-vault-demo", tenant, tutorialObjects)), "/mnt/secrets-store", "iis"),
+		},
+		{
 			name:     "vault name with an underscore",
-			pod:      pod(with(tutorialAnnotations(), AnnotationVault, "my_vault"), "app"),
+			pod:      pod(with(tutorialAnnotations(), contract.AnnotationVault, "my_vault"), "app"),
 			wantDeny: `kvinject.io/vault: "my_vault" is not a Key Vault name: it may hold only letters, digits and '-'`,
 		},
 		{
 			name:     "selector that is not a label value",
-			pod:      pod(with(tutorialAnnotations(), AnnotationIdentity, "azure kv"), "app"),
+			pod:      pod(with(tutorialAnnotations(), contract.AnnotationIdentity, "azure kv"), "app"),
 			wantDeny: `kvinject.io/identity: "azure kv" is not a selector: it becomes the aadpodidbinding label, whose value holds only letters, digits, '-', '_' and '.'`,
 		},
 		{
 			name:      "namespace lookup failure is an error, not a denial",
-			pod:       pod(map[string]string{AnnotationSecrets: "DatabaseLogin"}, "app"),
+			pod:       pod(map[string]string{contract.AnnotationSecrets: "DatabaseLogin"}, "app"),
 			lookupErr: errors.New("connection refused"),
 			wantErr:   `read namespace "default": connection refused`, wantLookups: 1,
 		},
@@ -320,23 +354,23 @@ func TestMutate(t *testing.T) {
 		},
 		{
 			name:     "kvinject.io/containers names a container the pod lacks",
-			pod:      pod(with(tutorialAnnotations(), AnnotationContainers, "app, web"), "proxy", "app"),
+			pod:      pod(with(tutorialAnnotations(), contract.AnnotationContainers, "app, web"), "proxy", "app"),
 			wantDeny: `kvinject.io/containers: the pod has no container "web"; its containers are proxy, app`,
 		},
 		{
 			name: "custom mount path",
-			pod:  pod(with(tutorialAnnotations(), AnnotationMountPath, "/etc/app/secrets"), "nginx"),
-			want: injected(pod(with(tutorialAnnotations(), AnnotationMountPath, "/etc/app/secrets"), "nginx"), "azure-kv",
+			pod:  pod(with(tutorialAnnotations(), contract.AnnotationMountPath, "/etc/app/secrets"), "nginx"),
+			want: injected(pod(with(tutorialAnnotations(), contract.AnnotationMountPath, "/etc/app/secrets"), "nginx"), "azure-kv",
 				csiVolume(podIdentityAttrs("az-key-vault-demo", tenant, tutorialObjects)), "/etc/app/secrets", "nginx"),
 		},
 		{
 			name:     "relative mount path",
-			pod:      pod(with(tutorialAnnotations(), AnnotationMountPath, "secrets"), "nginx"),
+			pod:      pod(with(tutorialAnnotations(), contract.AnnotationMountPath, "secrets"), "nginx"),
 			wantDeny: `kvinject.io/mount-path: "secrets" is not an absolute path`,
 		},
 		{
 			name:     "unclean mount path",
-			pod:      pod(with(tutorialAnnotations(), AnnotationMountPath, "/mnt/../etc"), "nginx"),
+			pod:      pod(with(tutorialAnnotations(), contract.AnnotationMountPath, "/mnt/../etc"), "nginx"),
 			wantDeny: `kvinject.io/mount-path: "/mnt/../etc" is not a clean path: write "/etc"`,
 		},
 		{
@@ -532,18 +566,18 @@ func applyPatch(t *testing.T, doc []byte, ops any) []byte {
 }
 
 func TestTutorialObjectsAttribute(t *testing.T) {
-	objects, err := ParseSecrets("DatabaseLogin=DATABASE_LOGIN, DatabasePassword=DATABASE_PASSWORD", DefaultMaxEntries)
+	objects, err := ParseSecrets("DatabaseLogin=DATABASE_LOGIN, DatabasePassword=DATABASE_PASSWORD", contract.DefaultMaxObjects)
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := keyvault.MarshalObjects(objects)
+	got, err := contract.MarshalObjects(objects)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got != tutorialObjects {
 		t.Fatalf("objects attribute:\n%s\nwant:\n%s", got, tutorialObjects)
 	}
-	back, err := keyvault.ParseObjects(got)
+	back, err := contract.ParseObjects(got)
 	if err != nil {
 		t.Fatal(err)
 	}

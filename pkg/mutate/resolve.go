@@ -3,7 +3,7 @@ package mutate
 import (
 	corev1 "k8s.io/api/core/v1"
 
-	"github.com/kvinject/kvinject/pkg/keyvault"
+	"github.com/kvinject/kvinject/pkg/contract"
 
 	"context"
 	"fmt"
@@ -27,14 +27,14 @@ type settings struct {
 func (m *Mutator) resolve(ctx context.Context, pod *corev1.Pod, namespace string) (*settings, error) {
 	ann := pod.Annotations
 	s := &settings{}
-	podSelector, hasSelector := ann[AnnotationIdentity]
-	podClientID, hasClientID := ann[AnnotationClientID]
+	podSelector, hasSelector := ann[contract.AnnotationIdentity]
+	podClientID, hasClientID := ann[contract.AnnotationClientID]
 	if hasSelector && hasClientID {
-		return nil, deny(AnnotationIdentity, "the pod sets both %s (AAD Pod Identity) and %s (workload identity); keep the one the pod uses", AnnotationIdentity, AnnotationClientID)
+		return nil, deny(contract.AnnotationIdentity, "the pod sets both %s (AAD Pod Identity) and %s (workload identity); keep the one the pod uses", contract.AnnotationIdentity, contract.AnnotationClientID)
 	}
 
 	var nsAnn map[string]string
-	needNamespace := ann[AnnotationVault] == "" || ann[AnnotationTenantID] == "" || (!hasSelector && !hasClientID)
+	needNamespace := ann[contract.AnnotationVault] == "" || ann[contract.AnnotationTenantID] == "" || (!hasSelector && !hasClientID)
 	if needNamespace {
 		var err error
 		if nsAnn, err = m.lookup.NamespaceAnnotations(ctx, namespace); err != nil {
@@ -58,17 +58,17 @@ func (m *Mutator) resolve(ctx context.Context, pod *corev1.Pod, namespace string
 	}
 
 	var err error
-	if s.vault, err = pick(AnnotationVault, m.config.Vault, "Key Vault", "vault"); err != nil {
+	if s.vault, err = pick(contract.AnnotationVault, m.config.Vault, "Key Vault", "vault"); err != nil {
 		return nil, err
 	}
-	if err := keyvault.CheckVaultName(s.vault); err != nil {
-		return nil, deny(AnnotationVault, "%v", err)
+	if err := contract.ValidateVaultName(s.vault); err != nil {
+		return nil, deny(contract.AnnotationVault, "%v", err)
 	}
-	if s.tenant, err = pick(AnnotationTenantID, m.config.TenantID, "tenant", "tenantId"); err != nil {
+	if s.tenant, err = pick(contract.AnnotationTenantID, m.config.TenantID, "tenant", "tenantId"); err != nil {
 		return nil, err
 	}
-	if err := validateTenant(s.tenant); err != nil {
-		return nil, deny(AnnotationTenantID, "%v", err)
+	if err := contract.ValidateTenantID(s.tenant); err != nil {
+		return nil, deny(contract.AnnotationTenantID, "%v", err)
 	}
 
 	switch {
@@ -76,8 +76,8 @@ func (m *Mutator) resolve(ctx context.Context, pod *corev1.Pod, namespace string
 		s.selector = podSelector
 	case hasClientID:
 		s.clientID = podClientID
-	case nsAnn[AnnotationIdentity] != "" || m.config.Identity != "":
-		s.selector, _ = pick(AnnotationIdentity, m.config.Identity, "identity", "identity")
+	case nsAnn[contract.AnnotationIdentity] != "" || m.config.Identity != "":
+		s.selector, _ = pick(contract.AnnotationIdentity, m.config.Identity, "identity", "identity")
 	default:
 		sa := pod.Spec.ServiceAccountName
 		if sa == "" {
@@ -87,25 +87,25 @@ func (m *Mutator) resolve(ctx context.Context, pod *corev1.Pod, namespace string
 		if err != nil {
 			return nil, fmt.Errorf("read service account %q in namespace %q: %w", sa, namespace, err)
 		}
-		s.clientID = saAnn[AnnotationWorkloadClientID]
+		s.clientID = saAnn[contract.AnnotationWorkloadClientID]
 		if s.clientID == "" {
 			return nil, deny("", "no identity: annotate the pod with %s: <AAD Pod Identity selector> or %s: <workload identity client ID>, or annotate its service account %q with %s: <client ID>",
-				AnnotationIdentity, AnnotationClientID, sa, AnnotationWorkloadClientID)
+				contract.AnnotationIdentity, contract.AnnotationClientID, sa, contract.AnnotationWorkloadClientID)
 		}
-		s.warnings = append(s.warnings, fmt.Sprintf("%s: using %q from service account %q", AnnotationClientID, s.clientID, sa))
-		if err := validateClientID(s.clientID); err != nil {
-			return nil, deny("", "service account %q: %s: %v", sa, AnnotationWorkloadClientID, err)
+		s.warnings = append(s.warnings, fmt.Sprintf("%s: using %q from service account %q", contract.AnnotationClientID, s.clientID, sa))
+		if err := contract.ValidateClientID(s.clientID); err != nil {
+			return nil, deny("", "service account %q: %s: %v", sa, contract.AnnotationWorkloadClientID, err)
 		}
 		return s, nil
 	}
 	if s.selector != "" {
-		if err := validateSelector(s.selector); err != nil {
-			return nil, deny(AnnotationIdentity, "%v", err)
+		if err := contract.ValidateSelector(s.selector); err != nil {
+			return nil, deny(contract.AnnotationIdentity, "%v", err)
 		}
 	}
 	if s.clientID != "" || hasClientID {
-		if err := validateClientID(s.clientID); err != nil {
-			return nil, deny(AnnotationClientID, "%v", err)
+		if err := contract.ValidateClientID(s.clientID); err != nil {
+			return nil, deny(contract.AnnotationClientID, "%v", err)
 		}
 	}
 	return s, nil

@@ -1,6 +1,8 @@
 package webhook
 
 import (
+	"github.com/kvinject/kvinject/pkg/contract"
+
 	"bytes"
 	"encoding/json"
 	"net/http"
@@ -11,9 +13,6 @@ import (
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
-
-	"github.com/kvinject/kvinject/pkg/keyvault"
-	"github.com/kvinject/kvinject/pkg/mutate"
 )
 
 // FuzzHandler posts arbitrary bodies to the admission endpoint: it must never panic,
@@ -22,7 +21,7 @@ import (
 func FuzzHandler(f *testing.F) {
 	f.Add(review(f, tutorialPod(), nil))
 	bad := tutorialPod()
-	bad.Annotations[mutate.AnnotationSecrets] = "a=..,b"
+	bad.Annotations[contract.AnnotationSecrets] = "a=..,b"
 	f.Add(review(f, bad, nil))
 	f.Add([]byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"1","kind":{"version":"v1","kind":"Pod"},"operation":"CREATE","object":{"metadata":{"annotations":{"kvinject.io/secrets":"x"}}}}}`))
 	f.Add([]byte(`{}`))
@@ -57,15 +56,15 @@ func FuzzHandler(f *testing.F) {
 			t.Fatalf("patched object is not a pod: %v", err)
 		}
 		for _, v := range pod.Spec.Volumes {
-			if v.Name != mutate.VolumeName || v.CSI == nil {
+			if v.Name != contract.VolumeName || v.CSI == nil {
 				continue
 			}
-			if _, err := keyvault.ParseObjects(v.CSI.VolumeAttributes[keyvault.AttrObjects]); err != nil {
+			if _, err := contract.ParseObjects(v.CSI.VolumeAttributes[contract.AttrObjects]); err != nil {
 				t.Fatalf("injected objects violate the grammar: %v", err)
 			}
 			return
 		}
-		if pod.Annotations[mutate.AnnotationStatus] != mutate.StatusInjected {
+		if pod.Annotations[contract.AnnotationStatus] != contract.StatusInjected {
 			t.Fatalf("patched pod is not marked injected")
 		}
 	})

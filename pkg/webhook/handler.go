@@ -19,6 +19,10 @@ import (
 // Path is where the handler is served.
 const Path = "/mutate-pod"
 
+// MaxReviewTime bounds one review: the API server waits at most 30 s for a webhook
+// (timeoutSeconds), so no answer is useful after that.
+const MaxReviewTime = 30 * time.Second
+
 // Handler is the admission handler for pod CREATE. It is safe for concurrent use.
 type Handler struct {
 	mutator *mutate.Mutator
@@ -37,7 +41,14 @@ var _ admission.Handler = (*Handler)(nil)
 // Handle decodes the pod, mutates it and answers with the patch, a denial naming the
 // annotation and rule, or an error. Dry-run requests get exactly the same answer: the
 // handler has no side effects.
+//
+// A review in flight when shutdown begins still finishes: controller-runtime's server
+// cancels every request's context at that moment, which would fail the pod's creation
+// (failurePolicy Fail) for want of a namespace read, so the review runs on a context of
+// its own, bounded by MaxReviewTime.
 func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.Response {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), MaxReviewTime)
+	defer cancel()
 	start := time.Now()
 	resp, outcome := h.handle(ctx, req)
 	h.metrics.observe(outcome, time.Since(start))

@@ -1,6 +1,8 @@
 package webhook
 
 import (
+	"github.com/kvinject/kvinject/pkg/contract"
+
 	"bytes"
 	"context"
 	"encoding/json"
@@ -54,10 +56,10 @@ func tutorialPod() *corev1.Pod {
 	return &corev1.Pod{
 		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
 		ObjectMeta: metav1.ObjectMeta{Name: "nginx-secrets-store-inline", Namespace: "default", Annotations: map[string]string{
-			mutate.AnnotationVault:    "az-key-vault-demo",
-			mutate.AnnotationIdentity: "azure-kv",
-			mutate.AnnotationTenantID: tenant,
-			mutate.AnnotationSecrets:  "DatabaseLogin=DATABASE_LOGIN, DatabasePassword=DATABASE_PASSWORD",
+			contract.AnnotationVault:    "az-key-vault-demo",
+			contract.AnnotationIdentity: "azure-kv",
+			contract.AnnotationTenantID: tenant,
+			contract.AnnotationSecrets:  "DatabaseLogin=DATABASE_LOGIN, DatabasePassword=DATABASE_PASSWORD",
 		}},
 		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "nginx", Image: "nginx"}}},
 	}
@@ -146,11 +148,11 @@ func TestTutorialPatchGolden(t *testing.T) {
 
 func TestHandlerOutcomes(t *testing.T) {
 	bad := tutorialPod()
-	bad.Annotations[mutate.AnnotationSecrets] = "DatabaseLogin=../x"
+	bad.Annotations[contract.AnnotationSecrets] = "DatabaseLogin=../x"
 	plain := tutorialPod()
 	plain.Annotations = nil
 	fromNamespace := tutorialPod()
-	delete(fromNamespace.Annotations, mutate.AnnotationVault)
+	delete(fromNamespace.Annotations, contract.AnnotationVault)
 
 	tests := []struct {
 		name         string
@@ -165,7 +167,7 @@ func TestHandlerOutcomes(t *testing.T) {
 	}{
 		{name: "injected", body: review(t, tutorialPod(), nil), wantAllowed: true, wantPatch: true, wantOutcome: OutcomeInjected},
 		{name: "injected with a warning", body: review(t, fromNamespace, nil),
-			lookup:      staticLookup{namespace: map[string]string{mutate.AnnotationVault: "team-vault"}},
+			lookup:      staticLookup{namespace: map[string]string{contract.AnnotationVault: "team-vault"}},
 			wantAllowed: true, wantPatch: true, wantOutcome: OutcomeInjected,
 			wantWarnings: []string{`kvinject.io/vault: using "team-vault" from namespace "default"`}},
 		{name: "no annotation", body: review(t, plain, nil), wantAllowed: true, wantOutcome: OutcomeUnchanged},

@@ -12,11 +12,14 @@ import (
 	"github.com/kvinject/kvinject/pkg/mutate"
 )
 
-// metadataLookup reads namespace and service-account annotations through a
-// controller-runtime reader, normally the manager's cache. It asks for metadata only,
-// so the cache holds ObjectMeta, not whole objects.
+// metadataLookup reads namespace and service-account annotations from the manager's
+// cache, and from the API server (live) when the cache does not have the object: a
+// namespace or service account created just before the pod may not have reached the
+// informers yet, and treating it as unannotated would silently apply the cluster
+// defaults. It asks for metadata only, so the cache holds ObjectMeta, not whole objects.
 type metadataLookup struct {
-	reader client.Reader
+	cache client.Reader
+	live  client.Reader
 }
 
 var _ mutate.Lookup = metadataLookup{}
@@ -30,10 +33,14 @@ func (l metadataLookup) ServiceAccountAnnotations(ctx context.Context, namespace
 }
 
 func (l metadataLookup) annotations(ctx context.Context, obj *metav1.PartialObjectMetadata, key types.NamespacedName) (map[string]string, error) {
-	if err := l.reader.Get(ctx, key, obj); err != nil {
-		if apierrors.IsNotFound(err) {
-			return nil, nil
-		}
+	err := l.cache.Get(ctx, key, obj)
+	if apierrors.IsNotFound(err) && l.live != nil {
+		err = l.live.Get(ctx, key, obj)
+	}
+	if apierrors.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
 		return nil, err
 	}
 	return obj.Annotations, nil

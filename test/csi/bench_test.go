@@ -1,6 +1,9 @@
 package csi
 
 import (
+	"github.com/kvinject/kvinject/internal/testkit"
+	"github.com/kvinject/kvinject/pkg/contract"
+
 	"fmt"
 	"io"
 	"net/http"
@@ -14,7 +17,6 @@ import (
 	csiapi "github.com/container-storage-interface/spec/lib/go/csi"
 
 	"github.com/kvinject/kvinject/pkg/csi"
-	"github.com/kvinject/kvinject/pkg/keyvault"
 	"github.com/kvinject/kvinject/test/emulator"
 )
 
@@ -22,15 +24,15 @@ import (
 // 20 ms to every authenticated Key Vault request, with the default concurrency bound
 // and sequentially (bound 1) for comparison. It reports wall time per publish.
 func BenchmarkPublish50Secrets(b *testing.B) {
-	requireRoot(b)
+	testkit.RequireRoot(b)
 	w := startWorld(b)
-	var objs []keyvault.Object
+	var objs []contract.Object
 	for i := 0; i < 50; i++ {
 		name := fmt.Sprintf("bench-%02d", i)
 		if _, err := w.emu.SetSecret(vault, name, "value-"+name, emulator.SecretOptions{}); err != nil {
 			b.Fatal(err)
 		}
-		objs = append(objs, keyvault.Object{Name: name})
+		objs = append(objs, contract.Object{Name: name})
 	}
 	w.emu.SetFault(emulator.FaultTarget{Vault: vault}, emulator.Fault{Latency: 20 * time.Millisecond})
 	for _, bc := range []struct {
@@ -39,14 +41,14 @@ func BenchmarkPublish50Secrets(b *testing.B) {
 	}{{"bound-default", csi.DefaultMaxConcurrentFetches}, {"sequential", 1}} {
 		b.Run(bc.name, func(b *testing.B) {
 			root := b.TempDir()
-			p := newPlugin(b, w, root, csi.PluginOptions{}, func(c *csi.Config) { c.MaxConcurrentFetches = bc.concurrency })
+			p := newPlugin(b, w, root, csi.PluginOptions{}, func(c *csi.Options) { c.MaxConcurrentFetches = bc.concurrency })
 			var reqs []*csiapi.NodePublishVolumeRequest
 			i := 0
 			start := time.Now()
 			for b.Loop() {
 				req := volume{objects: objs, podUID: "bench-" + strconv.Itoa(i)}.request(b, root)
 				i++
-				if _, err := p.Node().NodePublishVolume(b.Context(), req); err != nil {
+				if _, err := p.NodePublishVolume(b.Context(), req); err != nil {
 					b.Fatal(err)
 				}
 				reqs = append(reqs, req)
@@ -57,7 +59,7 @@ func BenchmarkPublish50Secrets(b *testing.B) {
 				if got := readVolume(b, req.TargetPath); len(got) != 50 || got["bench-07"] != "value-bench-07" {
 					b.Fatalf("published %d files", len(got))
 				}
-				if _, err := p.Node().NodeUnpublishVolume(b.Context(), &csiapi.NodeUnpublishVolumeRequest{VolumeId: req.VolumeId, TargetPath: req.TargetPath}); err != nil {
+				if _, err := p.NodeUnpublishVolume(b.Context(), &csiapi.NodeUnpublishVolumeRequest{VolumeId: req.VolumeId, TargetPath: req.TargetPath}); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -71,24 +73,20 @@ func BenchmarkPublish50Secrets(b *testing.B) {
 // VmHWM). It fails above the 25 MiB target (measured: about 23 MiB, 7.5 anonymous and
 // 15.5 the binary's own code and read-only data).
 func TestResidentMemory100Volumes(t *testing.T) {
-	requireRoot(t)
+	testkit.RequireRoot(t)
 	if testing.Short() {
 		t.Skip("builds and runs the binary")
 	}
 	w := startWorld(t)
-	bin := buildBinary(t)
+	bin := testkit.Binary(t, "./cmd/csi-node")
 	root := t.TempDir()
-	caFile := filepath.Join(t.TempDir(), "ca.crt")
-	if err := os.WriteFile(caFile, w.emu.CAPEM(), 0o644); err != nil {
-		t.Fatal(err)
-	}
 	socket := filepath.Join(root, "csi.sock")
 	var logs lockedBuffer
-	metricsAddr := freeAddr(t)
-	cmd := runBinary(t, bin, socket, &logs, "--kubelet-root", root, "--endpoint", socket, "--node-id", "node-1", "--register=false",
-		"--metrics-address", metricsAddr, "--azure-dial-address", w.emu.Addr(), "--azure-ca-file", caFile, "--nmi-endpoint", "http://"+w.emu.NMIAddr())
+	metricsAddr := testkit.FreeAddr(t)
+	cmd := runBinary(t, bin, socket, &logs, w.env(), "--kubelet-root", root, "--endpoint", socket, "--node-id", "node-1", "--register=false",
+		"--metrics-bind-address", metricsAddr, "--health-probe-bind-address", "0", "--nmi-endpoint", "http://"+w.emu.NMIAddr())
 	node := nodeClient(t, socket)
-	objs := []keyvault.Object{{Name: "DatabaseLogin", Alias: "DATABASE_LOGIN"}, {Name: "DatabasePassword", Alias: "DATABASE_PASSWORD"}}
+	objs := []contract.Object{{Name: "DatabaseLogin", Alias: "DATABASE_LOGIN"}, {Name: "DatabasePassword", Alias: "DATABASE_PASSWORD"}}
 	var reqs []*csiapi.NodePublishVolumeRequest
 	for i := 0; i < 100; i++ {
 		req := volume{objects: objs, podUID: fmt.Sprintf("mem-%03d", i)}.request(t, root)

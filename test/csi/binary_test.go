@@ -1,6 +1,9 @@
 package csi
 
 import (
+	"github.com/kvinject/kvinject/internal/testkit"
+	"github.com/kvinject/kvinject/pkg/contract"
+
 	"bytes"
 	"io"
 	"net/http"
@@ -14,9 +17,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
-	"github.com/kvinject/kvinject/pkg/csi"
-	"github.com/kvinject/kvinject/pkg/identity"
-	"github.com/kvinject/kvinject/pkg/keyvault"
 	"github.com/kvinject/kvinject/test/emulator"
 )
 
@@ -39,47 +39,44 @@ func (b *lockedBuffer) String() string {
 }
 
 // TestBinaryEndToEnd drives the csi-node binary over its socket against the emulator,
-// reached through the test-only flags, at the highest log verbosity: publishes with
+// reached through its CONNECT proxy (HTTPS_PROXY) and trusting its CA (SSL_CERT_FILE),
+// as behind a corporate proxy, at the highest log verbosity: publishes with
 // every identity mode and with failures, a restart in the middle (mounts survive and
 // are refreshed and unpublished by the new process), and then proves that no token,
 // client secret or secret value appears in any log line, returned error or metric.
 func TestBinaryEndToEnd(t *testing.T) {
-	requireRoot(t)
+	testkit.RequireRoot(t)
 	w := startWorld(t)
-	bin := buildBinary(t)
+	bin := testkit.Binary(t, "./cmd/csi-node")
 	root := t.TempDir()
-	caFile := filepath.Join(t.TempDir(), "ca.crt")
-	if err := os.WriteFile(caFile, w.emu.CAPEM(), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	socket := filepath.Join(root, "plugins", csi.DefaultDriverName, "csi.sock")
-	metricsAddr := freeAddr(t)
-	args := []string{"--kubelet-root", root, "--node-id", "node-1", "--register=false", "--metrics-address", metricsAddr,
-		"--azure-dial-address", w.emu.Addr(), "--azure-ca-file", caFile, "--nmi-endpoint", "http://" + w.emu.NMIAddr(), "-v", "10"}
+	socket := filepath.Join(root, "plugins", contract.DefaultDriverName, "csi.sock")
+	metricsAddr := testkit.FreeAddr(t)
+	args := []string{"--kubelet-root", root, "--node-id", "node-1", "--register=false", "--metrics-bind-address", metricsAddr,
+		"--health-probe-bind-address", "0", "--nmi-endpoint", "http://" + w.emu.NMIAddr(), "--log-level", "10"}
 	var logs lockedBuffer
-	cmd := runBinary(t, bin, socket, &logs, args...)
+	cmd := runBinary(t, bin, socket, &logs, w.env(), args...)
 	node := nodeClient(t, socket)
 	ctx := t.Context()
 
 	tokens, saToken := w.serviceAccountTokens(t)
-	tutorial := []keyvault.Object{{Name: "DatabaseLogin", Alias: "DATABASE_LOGIN"}, {Name: "DatabasePassword", Alias: "DATABASE_PASSWORD"}}
+	tutorial := []contract.Object{{Name: "DatabaseLogin", Alias: "DATABASE_LOGIN"}, {Name: "DatabasePassword", Alias: "DATABASE_PASSWORD"}}
 	sp := func(id, secret string) map[string]string {
-		return map[string]string{identity.SecretClientID: id, identity.SecretClientSecret: secret}
+		return map[string]string{contract.SecretClientID: id, contract.SecretClientSecret: secret}
 	}
 	good := []volume{
 		{name: "podid", objects: tutorial},
-		{name: "wi", objects: tutorial, attrs: map[string]string{keyvault.AttrUsePodIdentity: "false", keyvault.AttrClientID: wiClient, identity.ContextTokens: tokens}},
-		{name: "wisecrets", objects: tutorial, attrs: map[string]string{keyvault.AttrUsePodIdentity: "false", keyvault.AttrClientID: wiClient},
-			secrets: map[string]string{identity.ContextTokens: tokens}},
-		{name: "sp", objects: tutorial, attrs: map[string]string{keyvault.AttrUsePodIdentity: "false"}, secrets: sp(spClient, spSecret)},
+		{name: "wi", objects: tutorial, attrs: map[string]string{contract.AttrUsePodIdentity: "false", contract.AttrClientID: wiClient, contract.ContextTokens: tokens}},
+		{name: "wisecrets", objects: tutorial, attrs: map[string]string{contract.AttrUsePodIdentity: "false", contract.AttrClientID: wiClient},
+			secrets: map[string]string{contract.ContextTokens: tokens}},
+		{name: "sp", objects: tutorial, attrs: map[string]string{contract.AttrUsePodIdentity: "false"}, secrets: sp(spClient, spSecret)},
 	}
 	bad := []volume{
-		{name: "forbidden", objects: tutorial, attrs: map[string]string{keyvault.AttrUsePodIdentity: "false", identity.ContextTokens: tokens}, secrets: sp(outsider, outsiderKey)},
-		{name: "badsecret", objects: tutorial, attrs: map[string]string{keyvault.AttrUsePodIdentity: "false"}, secrets: sp(spClient, "not-the-secret-"+spSecret)},
-		{name: "notfound", objects: []keyvault.Object{{Name: "Missing"}}, attrs: map[string]string{keyvault.AttrUsePodIdentity: "false", keyvault.AttrClientID: wiClient, identity.ContextTokens: tokens}},
-		{name: "wrongtenant", objects: tutorial, attrs: map[string]string{keyvault.AttrUsePodIdentity: "false", keyvault.AttrTenantID: otherTenant, keyvault.AttrClientID: wiClient, identity.ContextTokens: tokens}},
-		{name: "disabled", objects: []keyvault.Object{{Name: "disabled"}}, attrs: map[string]string{keyvault.AttrUsePodIdentity: "false", keyvault.AttrClientID: wiClient, identity.ContextTokens: tokens}},
-		{name: "badtokens", objects: tutorial, attrs: map[string]string{keyvault.AttrUsePodIdentity: "false", keyvault.AttrClientID: wiClient, identity.ContextTokens: `{"api://AzureADTokenExchange":` + saToken}},
+		{name: "forbidden", objects: tutorial, attrs: map[string]string{contract.AttrUsePodIdentity: "false", contract.ContextTokens: tokens}, secrets: sp(outsider, outsiderKey)},
+		{name: "badsecret", objects: tutorial, attrs: map[string]string{contract.AttrUsePodIdentity: "false"}, secrets: sp(spClient, "not-the-secret-"+spSecret)},
+		{name: "notfound", objects: []contract.Object{{Name: "Missing"}}, attrs: map[string]string{contract.AttrUsePodIdentity: "false", contract.AttrClientID: wiClient, contract.ContextTokens: tokens}},
+		{name: "wrongtenant", objects: tutorial, attrs: map[string]string{contract.AttrUsePodIdentity: "false", contract.AttrTenantID: otherTenant, contract.AttrClientID: wiClient, contract.ContextTokens: tokens}},
+		{name: "disabled", objects: []contract.Object{{Name: "disabled"}}, attrs: map[string]string{contract.AttrUsePodIdentity: "false", contract.AttrClientID: wiClient, contract.ContextTokens: tokens}},
+		{name: "badtokens", objects: tutorial, attrs: map[string]string{contract.AttrUsePodIdentity: "false", contract.AttrClientID: wiClient, contract.ContextTokens: `{"api://AzureADTokenExchange":` + saToken}},
 	}
 	var returned []string
 	var reqs []*csiapi.NodePublishVolumeRequest
@@ -113,7 +110,7 @@ func TestBinaryEndToEnd(t *testing.T) {
 			t.Fatalf("after the plugin stopped %s shows %v", req.TargetPath, got)
 		}
 	}
-	runBinary(t, bin, socket, &logs, args...)
+	runBinary(t, bin, socket, &logs, w.env(), args...)
 	node = nodeClient(t, socket)
 	if _, err := w.emu.SetSecret(vault, "DatabasePassword", "rotated-after-restart", emulator.SecretOptions{}); err != nil {
 		t.Fatal(err)

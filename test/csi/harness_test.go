@@ -1,6 +1,16 @@
 package csi
 
 import (
+	"context"
+	"net/http"
+	"net/url"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/kvinject/kvinject/internal/testkit"
+	"github.com/kvinject/kvinject/pkg/contract"
+
 	"encoding/json"
 	"fmt"
 	"os"
@@ -14,8 +24,6 @@ import (
 	csiapi "github.com/container-storage-interface/spec/lib/go/csi"
 
 	"github.com/kvinject/kvinject/pkg/csi"
-	"github.com/kvinject/kvinject/pkg/identity"
-	"github.com/kvinject/kvinject/pkg/keyvault"
 	"github.com/kvinject/kvinject/test/emulator"
 )
 
@@ -108,8 +116,11 @@ func startWorld(t testing.TB) *world {
 	return &world{emu: emu, issuer: iss, ca: ca}
 }
 
-// caFile is the emulator's CA certificate file.
-func (w *world) caFile(testing.TB) string { return w.ca }
+// env is what the csi-node binary needs to reach the emulator: its CONNECT proxy and
+// its CA, as behind a corporate proxy. NMI, on loopback, is never proxied.
+func (w *world) env() []string {
+	return []string{"HTTPS_PROXY=" + w.emu.ProxyURL(), "NO_PROXY=", "SSL_CERT_FILE=" + w.ca}
+}
 
 // serviceAccountTokens is the kubelet's serviceAccount.tokens value for the workload SA.
 func (w *world) serviceAccountTokens(t testing.TB) (raw, token string) {
@@ -119,53 +130,78 @@ func (w *world) serviceAccountTokens(t testing.TB) (raw, token string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, _ := json.Marshal(map[string]any{identity.TokenAudience: map[string]string{"token": tok, "expirationTimestamp": now.Add(time.Hour).UTC().Format(time.RFC3339)}})
+	b, _ := json.Marshal(map[string]any{contract.DefaultTokenAudience: map[string]string{"token": tok, "expirationTimestamp": now.Add(time.Hour).UTC().Format(time.RFC3339)}})
 	return string(b), tok
 }
 
 // fastRetry keeps azcore's retry policy but with millisecond delays.
 var fastRetry = &policy.RetryOptions{MaxRetries: 3, RetryDelay: 5 * time.Millisecond, MaxRetryDelay: 20 * time.Millisecond}
 
-// requireRoot skips tests that mount tmpfs when not root.
-func requireRoot(t testing.TB) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("mounting tmpfs needs root; run as root (CI does)")
-	}
+// plugin is a node plugin running in this process, reached as the kubelet reaches it:
+// gRPC on its CSI socket.
+type plugin struct {
+	csiapi.NodeClient
+	csiapi.IdentityClient
+	*csi.Plugin
+	socket string
 }
 
-// newPlugin builds an in-process plugin against w with real tmpfs mounts under a
-// temporary kubelet root.
-func newPlugin(t testing.TB, w *world, root string, opts csi.PluginOptions, mutate ...func(*csi.Config)) *csi.Plugin {
+// newPlugin runs the node plugin (csi.Plugin.Run, as the binary does) in this process
+// until the test ends, with real tmpfs mounts under the kubelet root, reaching the
+// emulator through its CONNECT proxy and trusting its CA (what HTTPS_PROXY and
+// SSL_CERT_FILE give the binary), and returns a client of its CSI socket.
+func newPlugin(t testing.TB, w *world, root string, deps csi.PluginOptions, mutate ...func(*csi.Options)) *plugin {
 	t.Helper()
-	cfg := csi.DefaultConfig()
-	cfg.NodeID = "node-1"
-	cfg.KubeletRoot = root
-	cfg.Register = false
-	cfg.MetricsAddress = ""
-	cfg.Endpoint = filepath.Join(root, "plugins", "kvinject", "csi.sock")
-	cfg.NMIEndpoint = "http://" + w.emu.NMIAddr()
+	o := csi.NewOptions()
+	o.NodeID = "node-1"
+	o.KubeletRoot = root
+	o.Register = false
+	o.MetricsBindAddress, o.HealthProbeBindAddress = "0", "0"
+	o.Endpoint = filepath.Join(root, "plugins", "kvinject", "csi.sock")
+	o.NMIEndpoint = "http://" + w.emu.NMIAddr()
 	for _, m := range mutate {
-		m(&cfg)
+		m(o)
 	}
-	if opts.AzureTransport == nil {
-		// The plugin's own client, pointed at the emulator as the binary's test-only
-		// flags do.
-		cfg.AzureDialAddress, cfg.AzureCAFile = w.emu.Addr(), w.caFile(t)
+	if deps.AzureTransport == nil {
+		proxy, err := url.Parse(w.emu.ProxyURL())
+		if err != nil {
+			t.Fatal(err)
+		}
+		deps.AzureTransport = csi.NewAzureHTTPClient(csi.AzureHTTPOptions{
+			IdleConnsPerHost: o.MaxConcurrentFetches, Proxy: http.ProxyURL(proxy), RootCAs: w.emu.CertPool()})
 	}
-	if opts.Retry == nil {
-		opts.Retry = fastRetry
+	if deps.Retry == nil {
+		deps.Retry = fastRetry
 	}
-	p, err := csi.NewPlugin(cfg, opts)
+	p, err := csi.NewPlugin(o, deps)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return p
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("plugin: %v", err)
+		}
+	})
+	conn, err := grpc.NewClient("unix://"+o.Endpoint, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	np := &plugin{NodeClient: csiapi.NewNodeClient(conn), IdentityClient: csiapi.NewIdentityClient(conn), Plugin: p, socket: o.Endpoint}
+	testkit.Eventually(t, 10*time.Second, "CSI socket answers", func(ctx context.Context) error {
+		_, err := np.Probe(ctx, &csiapi.ProbeRequest{})
+		return err
+	})
+	return np
 }
 
 // volume describes one publish request.
 type volume struct {
-	objects []keyvault.Object
+	objects []contract.Object
 	attrs   map[string]string // extra or overriding attributes
 	secrets map[string]string
 	podUID  string
@@ -173,9 +209,9 @@ type volume struct {
 	fsGroup string
 }
 
-func objectsAttr(t testing.TB, objs []keyvault.Object) string {
+func objectsAttr(t testing.TB, objs []contract.Object) string {
 	t.Helper()
-	s, err := keyvault.MarshalObjects(objs)
+	s, err := contract.MarshalObjects(objs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -195,17 +231,17 @@ func (v volume) request(t testing.TB, root string) *csiapi.NodePublishVolumeRequ
 		name = "kvinject-secrets"
 	}
 	vc := map[string]string{
-		keyvault.AttrKeyVaultName:      vault,
-		keyvault.AttrTenantID:          tenant,
-		keyvault.AttrUsePodIdentity:    "true",
-		identity.ContextPodName:        podName,
-		identity.ContextPodNamespace:   "default",
-		identity.ContextPodUID:         uid,
-		identity.ContextServiceAccount: saName,
-		identity.ContextEphemeral:      "true",
+		contract.AttrKeyVaultName:      vault,
+		contract.AttrTenantID:          tenant,
+		contract.AttrUsePodIdentity:    "true",
+		contract.ContextPodName:        podName,
+		contract.ContextPodNamespace:   "default",
+		contract.ContextPodUID:         uid,
+		contract.ContextServiceAccount: saName,
+		contract.ContextEphemeral:      "true",
 	}
 	if v.objects != nil {
-		vc[keyvault.AttrObjects] = objectsAttr(t, v.objects)
+		vc[contract.AttrObjects] = objectsAttr(t, v.objects)
 	}
 	for k, val := range v.attrs {
 		if val == "" {
@@ -228,10 +264,10 @@ func (v volume) request(t testing.TB, root string) *csiapi.NodePublishVolumeRequ
 }
 
 // unpublishAtEnd unmounts and removes target when the test ends.
-func unpublishAtEnd(t testing.TB, p *csi.Plugin, req *csiapi.NodePublishVolumeRequest) {
+func unpublishAtEnd(t testing.TB, p *plugin, req *csiapi.NodePublishVolumeRequest) {
 	t.Helper()
 	t.Cleanup(func() {
-		if _, err := p.Node().NodeUnpublishVolume(t.Context(), &csiapi.NodeUnpublishVolumeRequest{VolumeId: req.VolumeId, TargetPath: req.TargetPath}); err != nil {
+		if _, err := p.NodeUnpublishVolume(context.Background(), &csiapi.NodeUnpublishVolumeRequest{VolumeId: req.VolumeId, TargetPath: req.TargetPath}); err != nil {
 			t.Errorf("unpublish %s: %v", req.TargetPath, err)
 		}
 	})

@@ -1,6 +1,9 @@
 package csi
 
 import (
+	"github.com/kvinject/kvinject/internal/testkit"
+	"github.com/kvinject/kvinject/pkg/contract"
+
 	"bytes"
 	"context"
 	"crypto"
@@ -25,23 +28,21 @@ import (
 	"software.sslmate.com/src/go-pkcs12"
 
 	"github.com/kvinject/kvinject/pkg/csi"
-	"github.com/kvinject/kvinject/pkg/identity"
-	"github.com/kvinject/kvinject/pkg/keyvault"
 	"github.com/kvinject/kvinject/test/emulator"
 )
 
 // TestTutorial is the reference tutorial's check: ls shows DATABASE_LOGIN and
 // DATABASE_PASSWORD, cat shows MyDBLoginName and MyP@ssword123456.
 func TestTutorial(t *testing.T) {
-	requireRoot(t)
+	testkit.RequireRoot(t)
 	w := startWorld(t)
 	root := t.TempDir()
 	p := newPlugin(t, w, root, csi.PluginOptions{})
-	req := volume{objects: []keyvault.Object{
-		{Name: "DatabaseLogin", Alias: "DATABASE_LOGIN", Type: keyvault.TypeSecret},
-		{Name: "DatabasePassword", Alias: "DATABASE_PASSWORD", Type: keyvault.TypeSecret},
+	req := volume{objects: []contract.Object{
+		{Name: "DatabaseLogin", Alias: "DATABASE_LOGIN", Type: contract.TypeSecret},
+		{Name: "DatabasePassword", Alias: "DATABASE_PASSWORD", Type: contract.TypeSecret},
 	}}.request(t, root)
-	if _, err := p.Node().NodePublishVolume(t.Context(), req); err != nil {
+	if _, err := p.NodePublishVolume(t.Context(), req); err != nil {
 		t.Fatalf("publish: %v", err)
 	}
 	unpublishAtEnd(t, p, req)
@@ -83,26 +84,26 @@ func newSDKClients(t *testing.T, w *world) sdkClients {
 
 // TestObjectTypesFormatsEncodings renders every type, format and encoding.
 func TestObjectTypesFormatsEncodings(t *testing.T) {
-	requireRoot(t)
+	testkit.RequireRoot(t)
 	w := startWorld(t)
 	root := t.TempDir()
 	p := newPlugin(t, w, root, csi.PluginOptions{})
-	objs := []keyvault.Object{
+	objs := []contract.Object{
 		{Name: "DatabaseLogin", Alias: "plain", FilePermission: "0400"},
-		{Name: "b64secret", Alias: "b64", Encoding: keyvault.EncodingBase64},
-		{Name: "hexsecret", Alias: "hex", Encoding: keyvault.EncodingHex},
-		{Name: "DatabasePassword", Alias: "utf8", Encoding: keyvault.EncodingUTF8},
-		{Name: "rsakey", Alias: "rsa.pub", Type: keyvault.TypeKey},
-		{Name: "eckey", Alias: "ec.pub", Type: keyvault.TypeKey},
-		{Name: "webcert", Alias: "web.crt", Type: keyvault.TypeCert},
-		{Name: "webcert", Alias: "web.pem", Type: keyvault.TypeSecret},
-		{Name: "webcert", Alias: "web.pfx", Type: keyvault.TypeSecret, Format: keyvault.FormatPFX},
-		{Name: "pemcert", Alias: "pemcert.pem", Type: keyvault.TypeSecret},
+		{Name: "b64secret", Alias: "b64", Encoding: contract.EncodingBase64},
+		{Name: "hexsecret", Alias: "hex", Encoding: contract.EncodingHex},
+		{Name: "DatabasePassword", Alias: "utf8", Encoding: contract.EncodingUTF8},
+		{Name: "rsakey", Alias: "rsa.pub", Type: contract.TypeKey},
+		{Name: "eckey", Alias: "ec.pub", Type: contract.TypeKey},
+		{Name: "webcert", Alias: "web.crt", Type: contract.TypeCert},
+		{Name: "webcert", Alias: "web.pem", Type: contract.TypeSecret},
+		{Name: "webcert", Alias: "web.pfx", Type: contract.TypeSecret, Format: contract.FormatPFX},
+		{Name: "pemcert", Alias: "pemcert.pem", Type: contract.TypeSecret},
 		{Name: "versioned", Alias: "versioned-v1", Version: v1},
 		{Name: "versioned", Alias: "versioned-latest"},
 	}
 	req := volume{objects: objs, fsGroup: "3000"}.request(t, root)
-	if _, err := p.Node().NodePublishVolume(t.Context(), req); err != nil {
+	if _, err := p.NodePublishVolume(t.Context(), req); err != nil {
 		t.Fatalf("publish: %v", err)
 	}
 	unpublishAtEnd(t, p, req)
@@ -144,7 +145,12 @@ func TestObjectTypesFormatsEncodings(t *testing.T) {
 		t.Fatal(err)
 	}
 	ecpub := parsePublicKey(t, files["ec.pub"]).(*ecdsa.PublicKey)
-	if ecpub.Curve.Params().Name != "P-384" || ecpub.X.Cmp(new(big.Int).SetBytes(ek.Key.X)) != 0 || ecpub.Y.Cmp(new(big.Int).SetBytes(ek.Key.Y)) != 0 {
+	point, err := ecpub.Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Uncompressed point: 0x04 || X || Y, each 48 bytes for P-384.
+	if ecpub.Curve.Params().Name != "P-384" || !bytes.Equal(point, append(append([]byte{4}, leftPad(ek.Key.X, 48)...), leftPad(ek.Key.Y, 48)...)) {
 		t.Error("ec.pub is not the vault's P-384 public key")
 	}
 	// cert: the leaf, as Key Vault's cer.
@@ -248,12 +254,12 @@ func parsePublicKey(t *testing.T, s string) any {
 // TestIdentityModes publishes with each identity mode and checks, through the
 // emulator's per-caller counters, that the pod's own identity read the secret.
 func TestIdentityModes(t *testing.T) {
-	requireRoot(t)
+	testkit.RequireRoot(t)
 	w := startWorld(t)
 	root := t.TempDir()
 	p := newPlugin(t, w, root, csi.PluginOptions{})
 	tokens, _ := w.serviceAccountTokens(t)
-	objs := []keyvault.Object{{Name: "DatabaseLogin", Alias: "DATABASE_LOGIN"}}
+	objs := []contract.Object{{Name: "DatabaseLogin", Alias: "DATABASE_LOGIN"}}
 	cases := []struct {
 		name   string
 		vol    volume
@@ -261,19 +267,19 @@ func TestIdentityModes(t *testing.T) {
 	}{
 		{"pod identity", volume{objects: objs}, podIDClient},
 		{"workload identity, token in volume context", volume{objects: objs, attrs: map[string]string{
-			keyvault.AttrUsePodIdentity: "false", keyvault.AttrClientID: wiClient, identity.ContextTokens: tokens}}, wiClient},
+			contract.AttrUsePodIdentity: "false", contract.AttrClientID: wiClient, contract.ContextTokens: tokens}}, wiClient},
 		{"workload identity, token in secrets", volume{objects: objs, attrs: map[string]string{
-			keyvault.AttrUsePodIdentity: "false", keyvault.AttrClientID: wiClient},
-			secrets: map[string]string{identity.ContextTokens: tokens}}, wiClient},
-		{"service principal", volume{objects: objs, attrs: map[string]string{keyvault.AttrUsePodIdentity: "false"},
-			secrets: map[string]string{identity.SecretClientID: spClient, identity.SecretClientSecret: spSecret}}, spClient},
+			contract.AttrUsePodIdentity: "false", contract.AttrClientID: wiClient},
+			secrets: map[string]string{contract.ContextTokens: tokens}}, wiClient},
+		{"service principal", volume{objects: objs, attrs: map[string]string{contract.AttrUsePodIdentity: "false"},
+			secrets: map[string]string{contract.SecretClientID: spClient, contract.SecretClientSecret: spSecret}}, spClient},
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.vol.name = "vol" + string(rune('a'+i))
 			req := tc.vol.request(t, root)
 			before := w.emu.Requests(emulator.Key{Vault: vault, Object: "DatabaseLogin", Caller: tc.caller})
-			if _, err := p.Node().NodePublishVolume(t.Context(), req); err != nil {
+			if _, err := p.NodePublishVolume(t.Context(), req); err != nil {
 				t.Fatalf("publish: %v", err)
 			}
 			unpublishAtEnd(t, p, req)
@@ -286,8 +292,8 @@ func TestIdentityModes(t *testing.T) {
 		})
 	}
 	t.Run("node identity is refused", func(t *testing.T) {
-		req := volume{objects: objs, name: "vmid", attrs: map[string]string{keyvault.AttrUsePodIdentity: "false", keyvault.AttrUseVMManagedIdentity: "true"}}.request(t, root)
-		_, err := p.Node().NodePublishVolume(t.Context(), req)
+		req := volume{objects: objs, name: "vmid", attrs: map[string]string{contract.AttrUsePodIdentity: "false", contract.AttrUseVMManagedIdentity: "true"}}.request(t, root)
+		_, err := p.NodePublishVolume(t.Context(), req)
 		if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "node's managed identity") {
 			t.Fatalf("publish with useVMManagedIdentity: %v", err)
 		}
@@ -296,8 +302,8 @@ func TestIdentityModes(t *testing.T) {
 		}
 	})
 	t.Run("pod without a pod identity", func(t *testing.T) {
-		req := volume{objects: objs, name: "nopodid", attrs: map[string]string{identity.ContextPodNamespace: "elsewhere"}}.request(t, root)
-		_, err := p.Node().NodePublishVolume(t.Context(), req)
+		req := volume{objects: objs, name: "nopodid", attrs: map[string]string{contract.ContextPodNamespace: "elsewhere"}}.request(t, root)
+		_, err := p.NodePublishVolume(t.Context(), req)
 		if status.Code(err) != codes.Unauthenticated || !strings.Contains(err.Error(), "no identity is assigned to pod elsewhere/"+podName) {
 			t.Fatalf("publish for an unbound pod: %v", err)
 		}
@@ -306,14 +312,14 @@ func TestIdentityModes(t *testing.T) {
 
 // TestErrorClasses checks the code and the message a pod's events show for each class.
 func TestErrorClasses(t *testing.T) {
-	requireRoot(t)
+	testkit.RequireRoot(t)
 	w := startWorld(t)
 	root := t.TempDir()
 	p := newPlugin(t, w, root, csi.PluginOptions{})
 	sp := func(id, secret string) map[string]string {
-		return map[string]string{identity.SecretClientID: id, identity.SecretClientSecret: secret}
+		return map[string]string{contract.SecretClientID: id, contract.SecretClientSecret: secret}
 	}
-	noPodID := map[string]string{keyvault.AttrUsePodIdentity: "false"}
+	noPodID := map[string]string{contract.AttrUsePodIdentity: "false"}
 	cases := []struct {
 		name  string
 		vol   volume
@@ -321,24 +327,24 @@ func TestErrorClasses(t *testing.T) {
 		code  codes.Code
 		msg   string
 	}{
-		{"not found", volume{objects: []keyvault.Object{{Name: "Missing"}}}, nil, codes.NotFound,
+		{"not found", volume{objects: []contract.Object{{Name: "Missing"}}}, nil, codes.NotFound,
 			`vault "az-key-vault-demo": secret "Missing": Key Vault answered 404 SecretNotFound: there is no secret named "Missing" in vault "az-key-vault-demo"; check objectName and objectType`},
-		{"version not found", volume{objects: []keyvault.Object{{Name: "versioned", Version: "00000000000000000000000000000000"}}}, nil, codes.NotFound,
+		{"version not found", volume{objects: []contract.Object{{Name: "versioned", Version: "00000000000000000000000000000000"}}}, nil, codes.NotFound,
 			`there is no secret named "versioned" with version 00000000000000000000000000000000 in vault "az-key-vault-demo"`},
-		{"forbidden by policy", volume{objects: []keyvault.Object{{Name: "DatabaseLogin"}}, attrs: noPodID, secrets: sp(outsider, outsiderKey)}, nil, codes.PermissionDenied,
+		{"forbidden by policy", volume{objects: []contract.Object{{Name: "DatabaseLogin"}}, attrs: noPodID, secrets: sp(outsider, outsiderKey)}, nil, codes.PermissionDenied,
 			`vault "az-key-vault-demo": secret "DatabaseLogin": Key Vault answered 403 ForbiddenByPolicy: service principal (client ID "` + outsider + `") lacks get permission on secrets in vault "az-key-vault-demo"; grant it get on secrets (access policy) or a Key Vault Secrets User role`},
-		{"pod identity forbidden by policy", volume{objects: []keyvault.Object{{Name: "DatabaseLogin"}}, attrs: map[string]string{identity.ContextPodNamespace: "restricted"}}, func() {
+		{"pod identity forbidden by policy", volume{objects: []contract.Object{{Name: "DatabaseLogin"}}, attrs: map[string]string{contract.ContextPodNamespace: "restricted"}}, func() {
 			_ = w.emu.AddPodIdentity(emulator.PodIdentity{Namespace: "restricted", Pod: "*", ClientID: outsider})
 		}, codes.PermissionDenied,
 			`vault "az-key-vault-demo": secret "DatabaseLogin": Key Vault answered 403 ForbiddenByPolicy: pod identity (client ID "` + outsider + `") of pod restricted/` + podName + ` lacks get permission on secrets in vault "az-key-vault-demo"`},
-		{"disabled", volume{objects: []keyvault.Object{{Name: "disabled"}}}, nil, codes.PermissionDenied,
+		{"disabled", volume{objects: []contract.Object{{Name: "disabled"}}}, nil, codes.PermissionDenied,
 			`vault "az-key-vault-demo": secret "disabled": Key Vault answered 403 SecretDisabled: the secret is disabled in vault "az-key-vault-demo"; enable it, or set objectVersion to an enabled version`},
-		{"throttled", volume{objects: []keyvault.Object{{Name: "DatabaseLogin"}}}, func() {
+		{"throttled", volume{objects: []contract.Object{{Name: "DatabaseLogin"}}}, func() {
 			w.emu.SetFault(emulator.FaultTarget{Vault: vault, ObjectType: emulator.ObjectSecret, Object: "DatabaseLogin"}, emulator.Fault{Status: 429})
 		}, codes.Unavailable, `vault "az-key-vault-demo": secret "DatabaseLogin": Key Vault answered 429 Throttled: Key Vault throttled the requests to vault "az-key-vault-demo" after retries`},
-		{"wrong tenant", volume{objects: []keyvault.Object{{Name: "DatabaseLogin"}}, attrs: map[string]string{keyvault.AttrUsePodIdentity: "false", keyvault.AttrTenantID: otherTenant}, secrets: sp(foreigner, foreignKey)}, nil, codes.Unauthenticated,
+		{"wrong tenant", volume{objects: []contract.Object{{Name: "DatabaseLogin"}}, attrs: map[string]string{contract.AttrUsePodIdentity: "false", contract.AttrTenantID: otherTenant}, secrets: sp(foreigner, foreignKey)}, nil, codes.Unauthenticated,
 			`vault "az-key-vault-demo": secret "DatabaseLogin": the vault's challenge names another tenant: vault "az-key-vault-demo" is not in the tenant the volume names; set tenantId to the vault's tenant`},
-		{"bad client secret", volume{objects: []keyvault.Object{{Name: "DatabaseLogin"}}, attrs: noPodID, secrets: sp(spClient, "not-the-secret")}, nil, codes.Unauthenticated,
+		{"bad client secret", volume{objects: []contract.Object{{Name: "DatabaseLogin"}}, attrs: noPodID, secrets: sp(spClient, "not-the-secret")}, nil, codes.Unauthenticated,
 			`vault "az-key-vault-demo": secret "DatabaseLogin": Entra ID refused to issue a token (invalid_client AADSTS7000215): check service principal (client ID "` + spClient + `"): its client ID, tenantId, and its client secret or federated credential`},
 	}
 	for i, tc := range cases {
@@ -349,7 +355,7 @@ func TestErrorClasses(t *testing.T) {
 			}
 			tc.vol.name = "err" + string(rune('a'+i))
 			req := tc.vol.request(t, root)
-			_, err := p.Node().NodePublishVolume(t.Context(), req)
+			_, err := p.NodePublishVolume(t.Context(), req)
 			st, _ := status.FromError(err)
 			if st.Code() != tc.code || !strings.Contains(st.Message(), tc.msg) {
 				t.Fatalf("got %v %q\nwant %v containing %q", st.Code(), st.Message(), tc.code, tc.msg)
@@ -367,8 +373,8 @@ func TestErrorClasses(t *testing.T) {
 	t.Run("throttled then recovered", func(t *testing.T) {
 		w.emu.ClearFaults()
 		w.emu.SetFault(emulator.FaultTarget{Vault: vault, ObjectType: emulator.ObjectSecret, Object: "DatabasePassword"}, emulator.Fault{Status: 429, Count: 2})
-		req := volume{name: "recover", objects: []keyvault.Object{{Name: "DatabasePassword", Alias: "DATABASE_PASSWORD"}}}.request(t, root)
-		if _, err := p.Node().NodePublishVolume(t.Context(), req); err != nil {
+		req := volume{name: "recover", objects: []contract.Object{{Name: "DatabasePassword", Alias: "DATABASE_PASSWORD"}}}.request(t, root)
+		if _, err := p.NodePublishVolume(t.Context(), req); err != nil {
 			t.Fatalf("publish after two 429s: %v", err)
 		}
 		unpublishAtEnd(t, p, req)
@@ -382,11 +388,11 @@ func TestErrorClasses(t *testing.T) {
 // resolved ..data they always see both files from one generation, and no visible file
 // is ever missing. Unchanged republishes write nothing.
 func TestRotation(t *testing.T) {
-	requireRoot(t)
+	testkit.RequireRoot(t)
 	w := startWorld(t)
 	root := t.TempDir()
 	p := newPlugin(t, w, root, csi.PluginOptions{})
-	req := volume{objects: []keyvault.Object{{Name: "DatabaseLogin", Alias: "DATABASE_LOGIN"}, {Name: "DatabasePassword", Alias: "DATABASE_PASSWORD"}}}.request(t, root)
+	req := volume{objects: []contract.Object{{Name: "DatabaseLogin", Alias: "DATABASE_LOGIN"}, {Name: "DatabasePassword", Alias: "DATABASE_PASSWORD"}}}.request(t, root)
 	set := func(i int) {
 		for _, n := range []string{"DatabaseLogin", "DatabasePassword"} {
 			if _, err := w.emu.SetSecret(vault, n, n+"-gen-"+itoa(i), emulator.SecretOptions{}); err != nil {
@@ -396,7 +402,7 @@ func TestRotation(t *testing.T) {
 	}
 	set(0)
 	ctx := t.Context()
-	if _, err := p.Node().NodePublishVolume(ctx, req); err != nil {
+	if _, err := p.NodePublishVolume(ctx, req); err != nil {
 		t.Fatal(err)
 	}
 	unpublishAtEnd(t, p, req)
@@ -413,7 +419,7 @@ func TestRotation(t *testing.T) {
 	for i := 1; i <= 200; i++ {
 		set(i)
 		gen, _ := os.Readlink(filepath.Join(target, csi.DataLink))
-		if _, err := p.Node().NodePublishVolume(ctx, req); err != nil {
+		if _, err := p.NodePublishVolume(ctx, req); err != nil {
 			cancel()
 			t.Fatalf("republish %d: %v", i, err)
 		}
@@ -434,7 +440,7 @@ func TestRotation(t *testing.T) {
 	}
 	// Unchanged: the same ..data after a republish.
 	gen, _ := os.Readlink(filepath.Join(target, csi.DataLink))
-	if _, err := p.Node().NodePublishVolume(ctx, req); err != nil {
+	if _, err := p.NodePublishVolume(ctx, req); err != nil {
 		t.Fatal(err)
 	}
 	if g, _ := os.Readlink(filepath.Join(target, csi.DataLink)); g != gen {
@@ -444,7 +450,7 @@ func TestRotation(t *testing.T) {
 	if err := w.emu.SetEnabled(vault, emulator.ObjectSecret, "DatabasePassword", "", false); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := p.Node().NodePublishVolume(ctx, req); err != nil {
+	if _, err := p.NodePublishVolume(ctx, req); err != nil {
 		t.Fatalf("failed refresh: %v, want success with the old files", err)
 	}
 	if got := readVolume(t, target); got["DATABASE_PASSWORD"] != "DatabasePassword-gen-200" {
@@ -486,11 +492,11 @@ func readUntil(ctx context.Context, target string) (int, error) {
 // TestSovereignClouds publishes from vaults in the US Government and China clouds: the
 // vault host, the token audience and the Entra ID authority follow cloudName.
 func TestSovereignClouds(t *testing.T) {
-	requireRoot(t)
+	testkit.RequireRoot(t)
 	w := startWorld(t)
 	root := t.TempDir()
 	p := newPlugin(t, w, root, csi.PluginOptions{})
-	for i, c := range []struct{ cloud, vault string }{{keyvault.CloudUSGovernment, "kv-usgov"}, {keyvault.CloudChina, "kv-china"}} {
+	for i, c := range []struct{ cloud, vault string }{{contract.CloudUSGovernment, "kv-usgov"}, {contract.CloudChina, "kv-china"}} {
 		t.Run(c.cloud, func(t *testing.T) {
 			if err := w.emu.AddVault(emulator.VaultSeed{Name: c.vault, Tenant: tenant, Cloud: c.cloud}); err != nil {
 				t.Fatal(err)
@@ -501,10 +507,10 @@ func TestSovereignClouds(t *testing.T) {
 			if err := w.emu.SetAccessPolicy(c.vault, emulator.AccessPolicy{Principal: "kvinject-sp", Secrets: []string{"get"}}); err != nil {
 				t.Fatal(err)
 			}
-			req := volume{name: "cloud" + string(rune('a'+i)), objects: []keyvault.Object{{Name: "DatabaseLogin", Alias: "DATABASE_LOGIN"}},
-				attrs:   map[string]string{keyvault.AttrKeyVaultName: c.vault, keyvault.AttrCloudName: c.cloud, keyvault.AttrUsePodIdentity: "false"},
-				secrets: map[string]string{identity.SecretClientID: spClient, identity.SecretClientSecret: spSecret}}.request(t, root)
-			if _, err := p.Node().NodePublishVolume(t.Context(), req); err != nil {
+			req := volume{name: "cloud" + string(rune('a'+i)), objects: []contract.Object{{Name: "DatabaseLogin", Alias: "DATABASE_LOGIN"}},
+				attrs:   map[string]string{contract.AttrKeyVaultName: c.vault, contract.AttrCloudName: c.cloud, contract.AttrUsePodIdentity: "false"},
+				secrets: map[string]string{contract.SecretClientID: spClient, contract.SecretClientSecret: spSecret}}.request(t, root)
+			if _, err := p.NodePublishVolume(t.Context(), req); err != nil {
 				t.Fatalf("publish: %v", err)
 			}
 			unpublishAtEnd(t, p, req)
@@ -516,4 +522,12 @@ func TestSovereignClouds(t *testing.T) {
 			}
 		})
 	}
+}
+
+// leftPad returns b left-padded with zeros to n bytes (JWK coordinates drop leading zeros).
+func leftPad(b []byte, n int) []byte {
+	if len(b) >= n {
+		return b
+	}
+	return append(make([]byte, n-len(b)), b...)
 }

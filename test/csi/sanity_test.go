@@ -19,7 +19,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	registerapi "k8s.io/kubelet/pkg/apis/pluginregistration/v1"
 
-	"github.com/kvinject/kvinject/pkg/csi"
+	"github.com/kvinject/kvinject/internal/testkit"
+	"github.com/kvinject/kvinject/pkg/contract"
 )
 
 // sanitySkips are the sanity specs skipped, with the reason (reported in the closing note).
@@ -32,35 +33,12 @@ var sanitySkips = map[string]string{
 	"should remove target path": "needs a controller service (CreateVolume) and a target path outside the kubelet's pod layout",
 }
 
-// buildBinary compiles cmd/csi-node once per test binary run.
-func buildBinary(t testing.TB) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "csi-node")
-	// As released: static (no libc mapped), no symbol tables.
-	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", bin, "github.com/kvinject/kvinject/cmd/csi-node")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	cmd.Stderr = os.Stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("build csi-node: %v", err)
-	}
-	return bin
-}
-
-// freeAddr returns a free loopback TCP address.
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
-// runBinary starts csi-node with args and waits for its CSI socket.
-func runBinary(t testing.TB, bin, socket string, logs io.Writer, args ...string) *exec.Cmd {
+// runBinary starts csi-node with args and the environment env added to this process's,
+// and waits for its CSI socket.
+func runBinary(t testing.TB, bin, socket string, logs io.Writer, env []string, args ...string) *exec.Cmd {
 	t.Helper()
 	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -77,30 +55,27 @@ func runBinary(t testing.TB, bin, socket string, logs io.Writer, args ...string)
 			}
 		}
 	})
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if c, err := net.Dial("unix", socket); err == nil {
+	testkit.Eventually(t, 30*time.Second, "csi-node listens on "+socket, func(context.Context) error {
+		c, err := net.Dial("unix", socket)
+		if err == nil {
 			c.Close()
-			return cmd
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("csi-node did not listen on %s", socket)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return err
+	})
+	return cmd
 }
 
 // TestSanity runs csi-test's sanity suite against the csi-node binary over its socket,
 // and checks its registration socket, /healthz and /metrics on the way.
 func TestSanity(t *testing.T) {
-	bin := buildBinary(t)
+	bin := testkit.Binary(t, "./cmd/csi-node")
 	root := t.TempDir()
-	socket := filepath.Join(root, "plugins", csi.DefaultDriverName, "csi.sock")
-	metrics := freeAddr(t)
-	runBinary(t, bin, socket, os.Stderr, "--kubelet-root", root, "--node-id", "sanity-node", "--metrics-address", metrics, "-v", "5")
+	socket := filepath.Join(root, "plugins", contract.DefaultDriverName, "csi.sock")
+	metrics, health := testkit.FreeAddr(t), testkit.FreeAddr(t)
+	runBinary(t, bin, socket, os.Stderr, nil, "--kubelet-root", root, "--node-id", "sanity-node", "--metrics-bind-address", metrics, "--health-probe-bind-address", health, "--log-level", "5")
 
 	t.Run("registration", func(t *testing.T) {
-		conn, err := grpc.NewClient("unix://"+filepath.Join(root, "plugins_registry", csi.DefaultDriverName+"-reg.sock"), grpc.WithTransportCredentials(insecure.NewCredentials()))
+		conn, err := grpc.NewClient("unix://"+filepath.Join(root, "plugins_registry", contract.DefaultDriverName+"-reg.sock"), grpc.WithTransportCredentials(insecure.NewCredentials()))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -109,23 +84,25 @@ func TestSanity(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if info.Type != registerapi.CSIPlugin || info.Name != csi.DefaultDriverName || info.Endpoint != socket || strings.Join(info.SupportedVersions, ",") != "1.0.0" {
+		if info.Type != registerapi.CSIPlugin || info.Name != contract.DefaultDriverName || info.Endpoint != socket || strings.Join(info.SupportedVersions, ",") != "1.0.0" {
 			t.Fatalf("GetInfo = %v", info)
 		}
 		if _, err := registerapi.NewRegistrationClient(conn).NotifyRegistrationStatus(t.Context(), &registerapi.RegistrationStatus{PluginRegistered: true}); err != nil {
 			t.Fatal(err)
 		}
 	})
-	t.Run("healthz and metrics", func(t *testing.T) {
-		for path, want := range map[string]string{"/healthz": "ok", "/metrics": "go_goroutines"} {
-			resp, err := http.Get("http://" + metrics + path)
+	t.Run("health probes and metrics", func(t *testing.T) {
+		for url, want := range map[string]string{
+			"http://" + health + "/healthz": "ok", "http://" + health + "/readyz": "ok", "http://" + metrics + "/metrics": "go_goroutines",
+		} {
+			resp, err := http.Get(url)
 			if err != nil {
 				t.Fatal(err)
 			}
 			b, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
 			if resp.StatusCode != 200 || !strings.Contains(string(b), want) {
-				t.Fatalf("%s: %d %q", path, resp.StatusCode, b)
+				t.Fatalf("%s: %d %q", url, resp.StatusCode, b)
 			}
 		}
 	})
@@ -149,5 +126,4 @@ func TestSanity(t *testing.T) {
 	suite.Timeout = 5 * time.Minute
 	ginkgo.RunSpecs(t, "kvinject CSI sanity", suite, reporter)
 	sc.Finalize()
-	_ = context.Background
 }

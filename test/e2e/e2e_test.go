@@ -9,6 +9,7 @@ package e2e_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"slices"
@@ -19,16 +20,20 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/kvinject/kvinject/internal/testkit"
 	"github.com/kvinject/kvinject/test/e2e/cluster"
 	"github.com/kvinject/kvinject/test/e2e/image"
 	"github.com/kvinject/kvinject/test/e2e/manifests"
-	"github.com/kvinject/kvinject/test/framework"
 )
 
 var c *cluster.Cluster
 
 func TestMain(m *testing.M) {
 	if os.Getenv("KVINJECT_E2E") != "1" {
+		if testkit.InCI() {
+			fmt.Println("CI=true but KVINJECT_E2E is not 1: the end-to-end tests must run in CI (make e2e sets it)")
+			os.Exit(1)
+		}
 		fmt.Println("skipping the end-to-end tests: set KVINJECT_E2E=1 (make e2e; needs root)")
 		os.Exit(0)
 	}
@@ -37,7 +42,7 @@ func TestMain(m *testing.M) {
 
 func run(m *testing.M) int {
 	ctx := context.Background()
-	repo, err := framework.RepoRoot()
+	repo, err := testkit.RepoRoot()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -155,13 +160,10 @@ func expandTabs(s string) string {
 	return b.String()
 }
 
-// TestInstalled: kvinject runs the way users run it, from the local images: the
-// webhook as a Deployment, the node plugin as a DaemonSet registered with the kubelet
-// (unless KVINJECT_E2E_HOST_PROCESSES=1 chose host processes).
+// TestInstalled: kvinject runs the way users run it, installed from the chart alone
+// with the local images: the webhook as a Deployment on the pod network behind its
+// Service, the node plugin as a DaemonSet registered with the kubelet.
 func TestInstalled(t *testing.T) {
-	if os.Getenv("KVINJECT_E2E_HOST_PROCESSES") == "1" {
-		t.Skip("host-process mode")
-	}
 	want := map[string]string{"deployment/kvinject-webhook": image.Webhook, "daemonset/kvinject-csi-node": image.CSINode}
 	for obj, img := range want {
 		got := kubectl(t, "get", "-n", "kvinject", obj, "-o", "jsonpath={.spec.template.spec.containers[0].image}")
@@ -275,20 +277,20 @@ func TestWorkloadIdentityDeployment(t *testing.T) {
 func TestAccessDenied(t *testing.T) {
 	apply(t, "denied-pod.yaml")
 	ns, pod := cluster.DeniedNamespace, "denied"
-	deadline := time.Now().Add(60 * time.Second)
 	var msg string
-	for time.Now().Before(deadline) && msg == "" {
-		evs, err := c.Client.CoreV1().Events(ns).List(t.Context(), metav1.ListOptions{FieldSelector: "involvedObject.name=" + pod})
+	testkit.Eventually(t, 60*time.Second, "a FailedMount event", func(ctx context.Context) error {
+		evs, err := c.Client.CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=" + pod})
 		if err != nil {
-			t.Fatal(err)
+			return err
 		}
 		for _, e := range evs.Items {
 			if e.Reason == "FailedMount" {
 				msg = e.Message
+				return nil
 			}
 		}
-		time.Sleep(500 * time.Millisecond)
-	}
+		return errors.New("none yet")
+	})
 	for _, want := range []string{`vault "az-key-vault-demo"`, `secret "DatabasePassword"`, "get permission", "ForbiddenByPolicy"} {
 		if !strings.Contains(msg, want) {
 			t.Errorf("FailedMount event %q does not say %s", msg, want)
@@ -297,15 +299,13 @@ func TestAccessDenied(t *testing.T) {
 	// The kubelet posts the ContainerCreating status separately from the event: wait
 	// until kubectl describe shows both.
 	var describe string
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
+	testkit.Eventually(t, 30*time.Second, "kubectl describe pod shows the pod waiting with the reason", func(ctx context.Context) error {
 		describe = kubectl(t, "describe", "pod", "-n", ns, pod)
 		if strings.Contains(describe, "ContainerCreating") && strings.Contains(describe, `lacks get permission on secrets in vault "az-key-vault-demo"`) {
-			break
+			return nil
 		}
-	}
-	if !strings.Contains(describe, "ContainerCreating") || !strings.Contains(describe, `lacks get permission on secrets in vault "az-key-vault-demo"`) {
-		t.Errorf("kubectl describe pod does not show the pod waiting with the reason:\n%s", describe)
-	}
+		return fmt.Errorf("describe:\n%s", describe)
+	})
 	p, err := c.Client.CoreV1().Pods(ns).Get(t.Context(), pod, metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -342,18 +342,13 @@ func TestRotation(t *testing.T) {
 		_, _ = c.SetSecret(context.Background(), cluster.Vault, "DatabasePassword", "MyP@ssword123456")
 	})
 	began := time.Now()
-	const limit = 45 * time.Second // sync period 10 s + republish jitter
-	var got string
-	for time.Since(began) < limit {
-		got = kubectl(t, "exec", pod, "--", "cat", "/mnt/secrets-store/DATABASE_PASSWORD")
-		if got == rotated {
-			break
+	// The kubelet republishes every sync period (10 s here), with jitter.
+	testkit.Eventually(t, 45*time.Second, "the new version in the running container", func(context.Context) error {
+		if got := kubectl(t, "exec", pod, "--", "cat", "/mnt/secrets-store/DATABASE_PASSWORD"); got != rotated {
+			return fmt.Errorf("the file still says %q", got)
 		}
-		time.Sleep(time.Second)
-	}
-	if got != rotated {
-		t.Fatalf("after %s the file still says %q", limit, got)
-	}
+		return nil
+	})
 	t.Logf("new version visible after %.1fs", time.Since(began).Seconds())
 	after, err := c.Client.CoreV1().Pods("default").Get(t.Context(), pod, metav1.GetOptions{})
 	if err != nil {

@@ -1,6 +1,8 @@
 package emulator
 
 import (
+	"github.com/kvinject/kvinject/internal/testcerts"
+
 	"context"
 	"crypto"
 	"crypto/x509"
@@ -25,6 +27,8 @@ const (
 	DefaultNMIListen = "127.0.0.1:0"
 	// DefaultIMDSListen is where the IMDS listener binds when Options.IMDSListen is empty.
 	DefaultIMDSListen = "127.0.0.1:0"
+	// DefaultProxyListen is where the CONNECT proxy binds when Options.ProxyListen is empty.
+	DefaultProxyListen = "127.0.0.1:0"
 	// Disabled, given as a listen address, turns that listener off.
 	Disabled = "off"
 
@@ -48,6 +52,15 @@ type Options struct {
 	NMIListen string
 	// IMDSListen is the plain-HTTP IMDS listener ("" = DefaultIMDSListen, Disabled = none).
 	IMDSListen string
+	// ProxyListen is the HTTP CONNECT proxy listener for HTTPS_PROXY ("" =
+	// DefaultProxyListen, Disabled = none).
+	ProxyListen string
+	// CA issues the HTTPS listener's certificate (nil = a new test CA). Pass the CA a
+	// test already trusts (the e2e cluster's) so one CA covers everything.
+	CA *testcerts.CA
+	// HTTP2 serves HTTP/2 besides HTTP/1.1 on the HTTPS listener, as Azure does. Off,
+	// clients get HTTP/1.1 only (and injected connection resets stay simple).
+	HTTP2 bool
 	// StateDir, when set, receives ca.crt (the test CA, PEM) and endpoints.json
 	// (see Endpoints) so that another process can reach the emulator.
 	StateDir string
@@ -83,11 +96,13 @@ type Emulator struct {
 	kvMux     *http.ServeMux
 	entraMux  *http.ServeMux
 
-	httpsLn, nmiLn, imdsLn net.Listener
-	servers                []*http.Server
-	wg                     sync.WaitGroup
-	caFile                 string
-	closeOnce              sync.Once
+	proxy proxyState
+
+	httpsLn, nmiLn, imdsLn, proxyLn net.Listener
+	servers                         []*http.Server
+	wg                              sync.WaitGroup
+	caFile                          string
+	closeOnce                       sync.Once
 }
 
 // Start builds the state from opts.Seed, generates the test CA, the TLS certificate and
@@ -118,7 +133,7 @@ func Start(ctx context.Context, opts Options) (*Emulator, error) {
 	}
 	var err error
 	// The TLS certificate follows the wall clock: clients check it against theirs.
-	if e.tls, err = newTLSMaterial(time.Now()); err != nil {
+	if e.tls, err = newTLSMaterial(opts.CA, opts.HTTP2); err != nil {
 		return nil, fmt.Errorf("generate TLS material: %w", err)
 	}
 	if e.signer, err = newSigningKey(); err != nil {
@@ -148,7 +163,7 @@ func Start(ctx context.Context, opts Options) (*Emulator, error) {
 		case <-e.done():
 		}
 	}()
-	e.log.Info("Azure emulator started", "https", e.Addr(), "nmi", e.NMIAddr(), "imds", e.IMDSAddr())
+	e.log.Info("Azure emulator started", "https", e.Addr(), "nmi", e.NMIAddr(), "imds", e.IMDSAddr(), "proxy", e.ProxyAddr())
 	return e, nil
 }
 
@@ -177,6 +192,9 @@ func (e *Emulator) listen(opts Options) error {
 	if e.imdsLn, err = open(opts.IMDSListen, DefaultIMDSListen); err != nil {
 		return fmt.Errorf("listen IMDS on %s: %w", opts.IMDSListen, err)
 	}
+	if e.proxyLn, err = open(opts.ProxyListen, DefaultProxyListen); err != nil {
+		return fmt.Errorf("listen proxy on %s: %w", opts.ProxyListen, err)
+	}
 	return nil
 }
 
@@ -185,7 +203,7 @@ func (e *Emulator) writeState(dir string) error {
 		return fmt.Errorf("create state dir: %w", err)
 	}
 	e.caFile = filepath.Join(dir, CAFileName)
-	if err := os.WriteFile(e.caFile, e.tls.caPEM, 0o644); err != nil {
+	if err := os.WriteFile(e.caFile, e.tls.ca.CertPEM, 0o644); err != nil {
 		return fmt.Errorf("write CA file: %w", err)
 	}
 	return WriteEndpoints(filepath.Join(dir, EndpointsFileName), e.Endpoints())
@@ -199,11 +217,12 @@ func (e *Emulator) Close() error {
 		for _, s := range e.servers {
 			_ = s.Shutdown(ctx)
 		}
-		for _, ln := range []net.Listener{e.httpsLn, e.nmiLn, e.imdsLn} {
+		for _, ln := range []net.Listener{e.httpsLn, e.nmiLn, e.imdsLn, e.proxyLn} {
 			if ln != nil {
 				_ = ln.Close()
 			}
 		}
+		e.proxy.closeTunnels()
 		e.wg.Wait()
 	})
 	return nil
@@ -236,7 +255,7 @@ func (e *Emulator) IMDSAddr() string { return addrOf(e.imdsLn) }
 func (e *Emulator) CAFile() string { return e.caFile }
 
 // CAPEM is the PEM encoding of the test CA that issued the HTTPS certificate.
-func (e *Emulator) CAPEM() []byte { return append([]byte(nil), e.tls.caPEM...) }
+func (e *Emulator) CAPEM() []byte { return append([]byte(nil), e.tls.ca.CertPEM...) }
 
 // CertPool is a new pool holding only the test CA.
 func (e *Emulator) CertPool() *x509.CertPool { return e.tls.pool() }
@@ -276,6 +295,7 @@ func (e *Emulator) Endpoints() Endpoints {
 		NMI:           e.NMIAddr(),
 		NMIURL:        e.NMIURL(),
 		IMDS:          e.IMDSAddr(),
+		Proxy:         e.ProxyAddr(),
 		CAFile:        e.caFile,
 		AuthorityHost: e.AuthorityHost(),
 		Vaults:        e.vaultURLs(),

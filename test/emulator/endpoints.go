@@ -30,6 +30,8 @@ type Endpoints struct {
 	NMIURL string `json:"nmiURL,omitempty"`
 	// IMDS is the host:port of the IMDS listener ("" = none).
 	IMDS string `json:"imds,omitempty"`
+	// Proxy is the host:port of the CONNECT proxy for HTTPS_PROXY ("" = none).
+	Proxy string `json:"proxy,omitempty"`
 	// CAFile is the PEM file of the test CA.
 	CAFile string `json:"caFile,omitempty"`
 	// AuthorityHost is the Entra ID authority host to give credentials.

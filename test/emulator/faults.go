@@ -26,8 +26,9 @@ type Fault struct {
 	Status int
 	// RetryAfter, when positive, is sent as Retry-After in whole seconds (rounded up).
 	RetryAfter time.Duration
-	// RetryAfterMs, when positive, is sent as retry-after-ms in milliseconds.
-	RetryAfterMs time.Duration
+	// RetryAfterMsHeader, when positive, is sent as the retry-after-ms header (in
+	// milliseconds, as the header is named).
+	RetryAfterMsHeader time.Duration
 	// Reset closes the TCP connection with RST instead of answering.
 	Reset bool
 	// Count is how many requests the fault applies to before it clears itself;
@@ -98,7 +99,7 @@ func (f Fault) retryHeaders(h map[string][]string) {
 		secs := (f.RetryAfter + time.Second - 1) / time.Second
 		h["Retry-After"] = []string{strconv.FormatInt(int64(secs), 10)}
 	}
-	if f.RetryAfterMs > 0 {
-		h["Retry-After-Ms"] = []string{strconv.FormatInt(f.RetryAfterMs.Milliseconds(), 10)}
+	if f.RetryAfterMsHeader > 0 {
+		h["Retry-After-Ms"] = []string{strconv.FormatInt(f.RetryAfterMsHeader.Milliseconds(), 10)}
 	}
 }

@@ -19,16 +19,16 @@ func TestFaultsRetriedBySDK(t *testing.T) {
 		minDuration time.Duration
 		wantStatus  int // 0 = the SDK succeeds
 	}{
-		{name: "429 retry-after-ms", target: secret, fault: Fault{Status: 429, RetryAfterMs: 20 * time.Millisecond, Count: 2}, wantCalls: 3},
+		{name: "429 retry-after-ms", target: secret, fault: Fault{Status: 429, RetryAfterMsHeader: 20 * time.Millisecond, Count: 2}, wantCalls: 3},
 		{name: "429 Retry-After", target: secret, fault: Fault{Status: 429, RetryAfter: time.Second, Count: 1}, wantCalls: 2, minDuration: time.Second},
-		{name: "500", target: secret, fault: Fault{Status: 500, RetryAfterMs: 10 * time.Millisecond, Count: 1}, wantCalls: 2},
-		{name: "503", target: secret, fault: Fault{Status: 503, RetryAfterMs: 10 * time.Millisecond, Count: 2}, wantCalls: 3},
+		{name: "500", target: secret, fault: Fault{Status: 500, RetryAfterMsHeader: 10 * time.Millisecond, Count: 1}, wantCalls: 2},
+		{name: "503", target: secret, fault: Fault{Status: 503, RetryAfterMsHeader: 10 * time.Millisecond, Count: 2}, wantCalls: 3},
 		{name: "503 with the SDK's own backoff", target: secret, fault: Fault{Status: 503, Count: 1}, wantCalls: 2},
 		{name: "connection reset", target: secret, fault: Fault{Reset: true, Count: 1}, wantCalls: 2},
 		{name: "latency only", target: FaultTarget{Vault: testVault}, fault: Fault{Latency: 300 * time.Millisecond, Count: 1}, wantCalls: 1, minDuration: 300 * time.Millisecond},
 		{name: "fault on another object", target: FaultTarget{Vault: testVault, Object: "typed"}, fault: Fault{Status: 500}, wantCalls: 1},
 		{name: "persistent 503: the SDK gives up after 3 retries", target: secret,
-			fault: Fault{Status: 503, RetryAfterMs: 10 * time.Millisecond}, wantCalls: 4, wantStatus: 503},
+			fault: Fault{Status: 503, RetryAfterMsHeader: 10 * time.Millisecond}, wantCalls: 4, wantStatus: 503},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -102,7 +102,7 @@ func TestConcurrentCounting(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.ResetCounters()
-	e.SetFault(FaultTarget{Vault: testVault}, Fault{Status: 429, RetryAfterMs: 5 * time.Millisecond, Count: 5})
+	e.SetFault(FaultTarget{Vault: testVault}, Fault{Status: 429, RetryAfterMsHeader: 5 * time.Millisecond, Count: 5})
 	const n = 20
 	errs := make(chan error, n)
 	for range n {

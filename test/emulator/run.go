@@ -1,6 +1,8 @@
 package emulator
 
 import (
+	"github.com/kvinject/kvinject/internal/testcerts"
+
 	"context"
 	"errors"
 	"flag"
@@ -18,8 +20,13 @@ import (
 type Config struct {
 	// SeedFile is the YAML seed ("" = empty emulator).
 	SeedFile string
-	// Listen, NMIListen and IMDSListen are the listen addresses (see Options).
-	Listen, NMIListen, IMDSListen string
+	// Listen, NMIListen, IMDSListen and ProxyListen are the listen addresses (see Options).
+	Listen, NMIListen, IMDSListen, ProxyListen string
+	// CADir holds ca.crt and ca.key of a test CA (internal/testcerts) to issue the HTTPS
+	// certificate from ("" = a new CA).
+	CADir string
+	// HTTP2 serves HTTP/2 besides HTTP/1.1.
+	HTTP2 bool
 	// StateDir receives ca.crt and endpoints.json ("" = a new temporary directory).
 	StateDir string
 }
@@ -27,7 +34,7 @@ type Config struct {
 // DefaultConfig is the binary's defaults: random HTTPS port, NMI on its real port 2579,
 // random IMDS port.
 func DefaultConfig() Config {
-	return Config{Listen: DefaultListen, NMIListen: "127.0.0.1:2579", IMDSListen: DefaultIMDSListen}
+	return Config{Listen: DefaultListen, NMIListen: "127.0.0.1:2579", IMDSListen: DefaultIMDSListen, ProxyListen: DefaultProxyListen}
 }
 
 // AddFlags binds the configuration to flags, with c's values as defaults.
@@ -36,6 +43,9 @@ func (c *Config) AddFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Listen, "listen", c.Listen, "HTTPS listener for Key Vault and Entra ID (host:port)")
 	fs.StringVar(&c.NMIListen, "nmi-listen", c.NMIListen, `NMI listener (host:port, "off" to disable)`)
 	fs.StringVar(&c.IMDSListen, "imds-listen", c.IMDSListen, `IMDS listener (host:port, "off" to disable)`)
+	fs.StringVar(&c.ProxyListen, "proxy-listen", c.ProxyListen, `HTTP CONNECT proxy listener for HTTPS_PROXY (host:port, "off" to disable)`)
+	fs.StringVar(&c.CADir, "ca-dir", c.CADir, "directory holding ca.crt and ca.key of the test CA that issues the HTTPS certificate (default: a new CA)")
+	fs.BoolVar(&c.HTTP2, "http2", c.HTTP2, "serve HTTP/2 as well as HTTP/1.1 on the HTTPS listener")
 	fs.StringVar(&c.StateDir, "state-dir", c.StateDir, "directory for ca.crt and endpoints.json (default: a new temporary directory)")
 }
 
@@ -85,10 +95,18 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		cfg.StateDir = dir
 	}
+	var ca *testcerts.CA
+	if cfg.CADir != "" {
+		var err error
+		if ca, err = testcerts.LoadCA(cfg.CADir, "ca"); err != nil {
+			return fmt.Errorf("--ca-dir: %w", err)
+		}
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	e, err := Start(ctx, Options{Seed: seed, Listen: cfg.Listen, NMIListen: cfg.NMIListen,
-		IMDSListen: cfg.IMDSListen, StateDir: cfg.StateDir, Logger: logger})
+		IMDSListen: cfg.IMDSListen, ProxyListen: cfg.ProxyListen, CA: ca, HTTP2: cfg.HTTP2,
+		StateDir: cfg.StateDir, Logger: logger})
 	if err != nil {
 		return err
 	}
@@ -116,6 +134,9 @@ func printEndpoints(w io.Writer, ep Endpoints, endpointsFile string, took time.D
 	}
 	if ep.IMDS != "" {
 		fmt.Fprintf(w, "imds: http://%s%s (clients dial %s)\n", ep.IMDS, imdsTokenPath, IMDSHost)
+	}
+	if ep.Proxy != "" {
+		fmt.Fprintf(w, "proxy: http://%s (HTTPS_PROXY; with SSL_CERT_FILE=%s)\n", ep.Proxy, ep.CAFile)
 	}
 	fmt.Fprintf(w, "ca file: %s\n", ep.CAFile)
 	fmt.Fprintf(w, "endpoints file: %s\n", endpointsFile)

@@ -18,9 +18,15 @@ func (e *Emulator) serve() {
 	e.entraMux = e.newEntraMux()
 	https := e.newServer(http.HandlerFunc(e.routeHTTPS))
 	https.TLSConfig = e.tls.serverConfig()
-	// HTTP/1.1 only, as the SDK mostly speaks it; it also lets faults reset connections.
-	https.TLSNextProto = map[string]func(*http.Server, *tls.Conn, http.Handler){}
+	if !e.tls.http2 {
+		// HTTP/1.1 only unless asked: faults then reset whole connections simply.
+		https.TLSNextProto = map[string]func(*http.Server, *tls.Conn, http.Handler){}
+	}
 	e.start(https, func() error { return https.ServeTLS(e.httpsLn, "", "") })
+	if e.proxyLn != nil {
+		s := e.newServer(e.proxyHandler())
+		e.start(s, func() error { return s.Serve(e.proxyLn) })
+	}
 	if e.nmiLn != nil {
 		s := e.newServer(e.nmiHandler())
 		e.start(s, func() error { return s.Serve(e.nmiLn) })

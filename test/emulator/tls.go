@@ -1,94 +1,70 @@
 package emulator
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"net"
-	"time"
+	"sync/atomic"
+
+	"github.com/kvinject/kvinject/internal/testcerts"
 )
 
 // tlsMaterial is the test CA and the HTTPS server certificate it issued.
 type tlsMaterial struct {
-	caPEM  []byte
-	ca     *x509.Certificate
+	ca     *testcerts.CA
 	server tls.Certificate
+	// handshakes counts TLS handshakes begun on the HTTPS listener (a ClientHello
+	// received): one per new connection, so a client that reuses its connections
+	// adds none.
+	handshakes atomic.Int64
+	http2      bool
 }
 
 // serverNames are the DNS SANs of the HTTPS certificate: every host the listener serves.
 func serverNames() []string {
-	names := []string{"localhost"}
+	names := []string{"localhost", "127.0.0.1", "::1"}
 	for _, c := range clouds {
 		names = append(names, "*."+c.VaultSuffix, c.LoginHost)
 	}
 	return names
 }
 
-// newTLSMaterial generates a CA (ECDSA P-256, valid for a day around now) and a server
-// certificate for serverNames and 127.0.0.1. ECDSA keeps start-up fast.
-func newTLSMaterial(now time.Time) (*tlsMaterial, error) {
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, err
+// newTLSMaterial issues the HTTPS certificate for serverNames from ca, or from a new
+// CA when ca is nil.
+func newTLSMaterial(ca *testcerts.CA, http2 bool) (*tlsMaterial, error) {
+	if ca == nil {
+		var err error
+		if ca, err = testcerts.NewCA("kvinject Azure emulator test CA"); err != nil {
+			return nil, err
+		}
 	}
-	caTmpl := &x509.Certificate{
-		SerialNumber:          randomSerial(),
-		Subject:               pkix.Name{CommonName: "kvinject Azure emulator test CA", Organization: []string{"kvinject"}},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(7 * 24 * time.Hour),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-		MaxPathLenZero:        true,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, caKey.Public(), caKey)
-	if err != nil {
-		return nil, fmt.Errorf("create CA: %w", err)
-	}
-	ca, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		return nil, err
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: randomSerial(),
-		Subject:      pkix.Name{CommonName: "*." + PublicCloud.VaultSuffix},
-		DNSNames:     serverNames(),
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
-		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.Add(7 * 24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, key.Public(), caKey)
+	pair, err := ca.Issue(serverNames()...)
 	if err != nil {
 		return nil, fmt.Errorf("create server certificate: %w", err)
 	}
-	return &tlsMaterial{
-		caPEM:  pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}),
-		ca:     ca,
-		server: tls.Certificate{Certificate: [][]byte{der, caDER}, PrivateKey: key},
-	}, nil
+	cert, err := pair.TLSCertificate()
+	if err != nil {
+		return nil, err
+	}
+	return &tlsMaterial{ca: ca, server: cert, http2: http2}, nil
 }
 
-func (m *tlsMaterial) pool() *x509.CertPool {
-	p := x509.NewCertPool()
-	p.AddCert(m.ca)
-	return p
-}
+func (m *tlsMaterial) pool() *x509.CertPool { return m.ca.Pool() }
 
+// serverConfig serves HTTP/1.1 only, or HTTP/2 as well when the emulator was started
+// with Options.HTTP2 (the real service offers both).
 func (m *tlsMaterial) serverConfig() *tls.Config {
+	protos := []string{"http/1.1"}
+	if m.http2 {
+		protos = []string{"h2", "http/1.1"}
+	}
 	return &tls.Config{
 		Certificates: []tls.Certificate{m.server},
 		MinVersion:   tls.VersionTLS12,
-		NextProtos:   []string{"http/1.1"},
+		NextProtos:   protos,
+		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
+			m.handshakes.Add(1)
+			return nil, nil
+		},
 	}
 }

@@ -1,6 +1,8 @@
 package framework
 
 import (
+	"github.com/kvinject/kvinject/internal/testkit"
+
 	"context"
 	"errors"
 	"fmt"
@@ -52,13 +54,7 @@ type ControlPlane struct {
 func Assets(t testing.TB) string {
 	t.Helper()
 	dir := os.Getenv("KUBEBUILDER_ASSETS")
-	if dir == "" {
-		msg := "KUBEBUILDER_ASSETS is not set: run 'make test-integration', which builds etcd and kube-apiserver and sets it"
-		if os.Getenv("CI") != "" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
+	testkit.Require(t, dir != "", "KUBEBUILDER_ASSETS is not set: run 'make test-integration', which builds etcd and kube-apiserver and sets it")
 	for _, b := range []string{"etcd", "kube-apiserver"} {
 		if _, err := os.Stat(filepath.Join(dir, b)); err != nil {
 			t.Fatalf("KUBEBUILDER_ASSETS=%s lacks %s: run 'make tools'", dir, b)
@@ -153,22 +149,20 @@ func (cp *ControlPlane) startControllerManager(assets string, log func(string)) 
 	cp.kcmDone = make(chan error, 1)
 	go func() { cp.kcmDone <- cmd.Wait() }()
 
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	for {
-		var sa corev1.ServiceAccount
-		if err := cp.Client.Get(ctx, client.ObjectKey{Namespace: "default", Name: "default"}, &sa); err == nil {
-			return nil
-		}
+	err := testkit.Poll(context.Background(), 200*time.Millisecond, 90*time.Second, "kube-controller-manager creates the default ServiceAccount", func(ctx context.Context) error {
 		select {
 		case err := <-cp.kcmDone:
 			cp.kcm = nil
-			return fmt.Errorf("kube-controller-manager exited: %v (last output: %s)", err, out.tail())
-		case <-ctx.Done():
-			return errors.New("kube-controller-manager did not create the default ServiceAccount within 90 s: " + out.tail())
-		case <-time.After(200 * time.Millisecond):
+			return testkit.Stop(fmt.Errorf("kube-controller-manager exited: %v", err))
+		default:
 		}
+		var sa corev1.ServiceAccount
+		return cp.Client.Get(ctx, client.ObjectKey{Namespace: "default", Name: "default"}, &sa)
+	})
+	if err != nil {
+		return fmt.Errorf("%w (last output: %s)", err, out.tail())
 	}
+	return nil
 }
 
 // Stop stops every process and removes the files. It is safe to call twice.

@@ -1,6 +1,8 @@
 package framework
 
 import (
+	"github.com/kvinject/kvinject/internal/testkit"
+
 	"bufio"
 	"bytes"
 	"fmt"
@@ -14,30 +16,10 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
-// RepoRoot returns the repository's root, found from the working directory (a test's
-// package directory) by looking for go.mod of module github.com/kvinject/kvinject.
-func RepoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		b, err := os.ReadFile(filepath.Join(dir, "go.mod"))
-		if err == nil && bytes.HasPrefix(b, []byte("module github.com/kvinject/kvinject\n")) {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", fmt.Errorf("no kvinject go.mod above the working directory")
-		}
-		dir = parent
-	}
-}
-
 // ShippedMutatingWebhook reads the MutatingWebhookConfiguration the product ships in
 // deploy/webhook (generated from the chart).
 func ShippedMutatingWebhook() (*admissionv1.MutatingWebhookConfiguration, error) {
-	root, err := RepoRoot()
+	root, err := testkit.RepoRoot()
 	if err != nil {
 		return nil, err
 	}

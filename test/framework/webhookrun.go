@@ -9,31 +9,48 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
+
+	"github.com/kvinject/kvinject/internal/testkit"
 	"github.com/kvinject/kvinject/pkg/webhook"
 )
 
 // Webhook is the webhook program's Run, in this process.
 type Webhook struct {
 	stop func()
+	done chan error
 }
 
 // Stop stops the webhook and waits up to 30 s for it; it is safe to call twice.
 func (w *Webhook) Stop() { w.stop() }
 
-// RunWebhook runs webhook.Run with cfg, which must have passed Complete and serve its
-// probes on a host:port (cfg.HealthAddr), until the test ends or Stop is called. It
-// returns once /readyz answers 200: the server is up and its informers are synced.
-func RunWebhook(t *testing.T, cfg webhook.Config, opts webhook.Options) *Webhook {
+// Done is closed with Run's result when the webhook stops.
+func (w *Webhook) Done() <-chan error { return w.done }
+
+// RunWebhook runs (*webhook.Options).Run, exactly as the binary does after Validate,
+// with log as its logger, until the test ends or Stop is called. opts must pass
+// Validate and serve its probes on a host:port (HealthProbeBindAddress). It returns
+// once /readyz answers 200: the server is up and its informers are synced.
+func RunWebhook(t *testing.T, opts *webhook.Options, log logr.Logger) *Webhook {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- webhook.Run(ctx, cfg, opts) }()
+	if err := opts.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(logr.NewContext(context.Background(), log))
+	result := make(chan error, 1)
+	w := &Webhook{done: make(chan error, 1)}
+	go func() {
+		err := opts.Run(ctx)
+		result <- err
+		w.done <- err
+		close(w.done)
+	}()
 	var once sync.Once
-	w := &Webhook{stop: func() {
+	w.stop = func() {
 		once.Do(func() {
 			cancel()
 			select {
-			case err := <-done:
+			case err := <-result:
 				if err != nil {
 					t.Errorf("webhook: %v", err)
 				}
@@ -41,30 +58,27 @@ func RunWebhook(t *testing.T, cfg webhook.Config, opts webhook.Options) *Webhook
 				t.Errorf("webhook did not stop within 30 s")
 			}
 		})
-	}}
+	}
 	t.Cleanup(w.stop)
-
-	readyz := "http://" + cfg.HealthAddr + "/readyz?verbose"
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		err := ready(readyz)
-		if err == nil {
-			return w
-		}
+	readyz := "http://" + opts.HealthProbeBindAddress + "/readyz?verbose"
+	testkit.Eventually(t, 30*time.Second, "webhook ready", func(ctx context.Context) error {
 		select {
-		case err := <-done:
-			t.Fatalf("webhook stopped before it was ready: %v", err)
+		case err := <-result:
+			result <- err
+			return testkit.Stop(fmt.Errorf("webhook stopped before it was ready: %v", err))
 		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("webhook not ready within 30 s: %v", err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return ready(ctx, readyz)
+	})
+	return w
 }
 
-func ready(url string) error {
-	resp, err := http.Get(url)
+func ready(ctx context.Context, url string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return err
 	}

@@ -11,7 +11,9 @@ import (
 	storagev1 "k8s.io/api/storage/v1"
 	"sigs.k8s.io/yaml"
 
-	"github.com/kvinject/kvinject/test/chartrender"
+	"github.com/kvinject/kvinject/internal/chartrender"
+	"github.com/kvinject/kvinject/internal/testkit"
+	"github.com/kvinject/kvinject/pkg/contract"
 	"github.com/kvinject/kvinject/test/framework"
 )
 
@@ -20,7 +22,7 @@ var updateGolden = os.Getenv("UPDATE_GOLDEN") != ""
 
 func repoRoot(t *testing.T) string {
 	t.Helper()
-	root, err := framework.RepoRoot()
+	root, err := testkit.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,8 +117,8 @@ func TestDefaults(t *testing.T) {
 		wh.MatchConditions[0].Expression != "has(object.metadata.annotations) && 'kvinject.io/secrets' in object.metadata.annotations" {
 		t.Errorf("webhook %+v differs from the contract", wh)
 	}
-	if wcfg.Defaults.DriverName != "secrets-store.kvinject.io" || ccfg.DriverName != "secrets-store.kvinject.io" {
-		t.Errorf("driver names %s, %s", wcfg.Defaults.DriverName, ccfg.DriverName)
+	if wcfg.Cluster.DriverName != "secrets-store.kvinject.io" || ccfg.DriverName != "secrets-store.kvinject.io" {
+		t.Errorf("driver names %s, %s", wcfg.Cluster.DriverName, ccfg.DriverName)
 	}
 
 	// Webhook pods: 2 replicas spread over nodes, PDB, hardened.
@@ -147,8 +149,8 @@ func TestDefaults(t *testing.T) {
 	if c.LivenessProbe == nil || c.LivenessProbe.HTTPGet.Path != "/healthz" || c.ReadinessProbe == nil || c.ReadinessProbe.HTTPGet.Path != "/readyz" {
 		t.Errorf("webhook probes %+v %+v", c.LivenessProbe, c.ReadinessProbe)
 	}
-	if got := containerPort(t, c, c.ReadinessProbe.HTTPGet.Port.StrVal); wcfg.HealthAddr != ":"+itoa(int(got)) {
-		t.Errorf("probes on port %d, health served on %s", got, wcfg.HealthAddr)
+	if got := containerPort(t, c, c.ReadinessProbe.HTTPGet.Port.StrVal); wcfg.HealthProbeBindAddress != ":"+itoa(int(got)) {
+		t.Errorf("probes on port %d, health served on %s", got, wcfg.HealthProbeBindAddress)
 	}
 	if wcfg.CertDir != "/etc/kvinject/tls" {
 		t.Errorf("cert dir %s", wcfg.CertDir)
@@ -171,8 +173,8 @@ func TestDefaults(t *testing.T) {
 		t.Errorf("%d CRDs rendered without a cluster, want the SecretProviderClass CRD", len(o.crds))
 	}
 	if ccfg.KubeletRoot != "/var/lib/kubelet" || ccfg.Endpoint != "/var/lib/kubelet/plugins/secrets-store.kvinject.io/csi.sock" ||
-		ccfg.RegistrationSocket() != "/var/lib/kubelet/plugins_registry/secrets-store.kvinject.io-reg.sock" {
-		t.Errorf("node plugin paths: root %s endpoint %s registration %s", ccfg.KubeletRoot, ccfg.Endpoint, ccfg.RegistrationSocket())
+		ccfg.RegistrationSocket() != "/var/lib/kubelet/plugins_registry/secrets-store.kvinject.io-reg.sock" || ccfg.TokenAudience != contract.DefaultTokenAudience {
+		t.Errorf("node plugin paths: root %s endpoint %s registration %s, audience %s", ccfg.KubeletRoot, ccfg.Endpoint, ccfg.RegistrationSocket(), ccfg.TokenAudience)
 	}
 }
 
@@ -204,12 +206,12 @@ func TestCustomValues(t *testing.T) {
 	o := decode(t, docs)
 	wcfg, ccfg := checkRelations(t, o, "security")
 
-	if wcfg.Defaults.Vault != "contoso-kv" || wcfg.Defaults.TenantID != "contoso.onmicrosoft.com" || wcfg.Defaults.Identity != "payments" ||
-		wcfg.Defaults.CloudName != "AzureUSGovernmentCloud" || wcfg.Defaults.MountPath != "/var/run/secrets/kv" || wcfg.Defaults.MaxEntries != 16 {
-		t.Errorf("webhook cluster defaults from values: %+v", wcfg.Defaults)
+	if wcfg.Cluster.Vault != "contoso-kv" || wcfg.Cluster.TenantID != "contoso.onmicrosoft.com" || wcfg.Cluster.Identity != "payments" ||
+		wcfg.Cluster.CloudName != "AzureUSGovernmentCloud" || wcfg.Cluster.MountPath != "/var/run/secrets/kv" || wcfg.Cluster.MaxEntries != 16 {
+		t.Errorf("webhook cluster defaults from values: %+v", wcfg.Cluster)
 	}
-	if wcfg.Defaults.DriverName != "kv.contoso.com" || ccfg.DriverName != "kv.contoso.com" {
-		t.Errorf("driver name %s / %s", wcfg.Defaults.DriverName, ccfg.DriverName)
+	if wcfg.Cluster.DriverName != "kv.contoso.com" || ccfg.DriverName != "kv.contoso.com" {
+		t.Errorf("driver name %s / %s", wcfg.Cluster.DriverName, ccfg.DriverName)
 	}
 	if wcfg.Port != 10250 {
 		t.Errorf("webhook port %d", wcfg.Port)
@@ -242,7 +244,7 @@ func TestCustomValues(t *testing.T) {
 	if len(o.crds) != 0 {
 		t.Errorf("CRD rendered with secretProviderClassCRD.install=false")
 	}
-	if ccfg.KubeletRoot != "/data/kubelet" || ccfg.TmpfsSize != "8Mi" || ccfg.MetricsAddress != ":9095" {
+	if ccfg.KubeletRoot != "/data/kubelet" || ccfg.TmpfsSize != "8Mi" || ccfg.MetricsBindAddress != ":9095" {
 		t.Errorf("node plugin config %+v", ccfg)
 	}
 	ds := one(t, "DaemonSets", o.daemonSets)
@@ -299,6 +301,8 @@ func TestValuesRejected(t *testing.T) {
 		{"unknown value", "webhook: {replica: 3}", "replica"},
 		{"bad driver name", "driverName: Secrets_Store", "driverName"},
 		{"bad cloud", "webhook: {defaults: {cloudName: Mars}}", "cloudName"},
+		{"Azure Stack, which both programs refuse", "webhook: {defaults: {cloudName: AzureStackCloud}}", "cloudName"},
+		{"bad log level", "csi: {logLevel: loud}", "logLevel"},
 		{"bad vault", "webhook: {defaults: {vault: -x}}", "vault"},
 		{"bad tenant", "webhook: {defaults: {tenantId: not a tenant}}", "tenantId"},
 		{"failure policy", "webhook: {failurePolicy: Maybe}", "failurePolicy"},
@@ -348,5 +352,19 @@ func TestShippedManifestsCurrent(t *testing.T) {
 	}
 	if _, err := framework.ShippedMutatingWebhook(); err != nil {
 		t.Error(err)
+	}
+}
+
+// TestDriverNameSchemaMatchesContract: the chart accepts exactly the driver names both
+// programs accept (contract.ValidateDriverName), so no install renders a name one of
+// them would refuse at start.
+func TestDriverNameSchemaMatchesContract(t *testing.T) {
+	for _, name := range []string{"kv2", "secrets-store.kvinject.io", "9kv.example.com", "Kv.Io", "Secrets_Store", "-kv", "kv.", "k",
+		strings.Repeat("a", 63), strings.Repeat("a", 64)} {
+		_, err := chartrender.Render(chartrender.Options{ChartDir: chartDir(t), Values: map[string]any{"driverName": name}})
+		want := contract.ValidateDriverName(name)
+		if (err == nil) != (want == nil) {
+			t.Errorf("driverName %q: chart error %v, programs' error %v", name, err, want)
+		}
 	}
 }

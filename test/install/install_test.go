@@ -1,6 +1,10 @@
 package install
 
 import (
+	"github.com/kvinject/kvinject/internal/testkit"
+
+	"github.com/kvinject/kvinject/pkg/contract"
+
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -49,10 +53,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
+	"github.com/kvinject/kvinject/internal/chartrender"
 	"github.com/kvinject/kvinject/pkg/csi"
-	"github.com/kvinject/kvinject/pkg/mutate"
-	"github.com/kvinject/kvinject/pkg/webhook"
-	"github.com/kvinject/kvinject/test/chartrender"
 	"github.com/kvinject/kvinject/test/framework"
 	"github.com/kvinject/kvinject/test/framework/certmanager"
 )
@@ -126,155 +128,179 @@ func TestInstall(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// --- helm install ---
+	// Each phase needs the ones before it: the first that fails ends the test.
+	var (
+		rel1, rel2 *release.Release
+		secret     *corev1.Secret
+		wh         *runningWebhook
+		pod, p     *corev1.Pod
+	)
 	installStart := time.Now()
-	install := action.NewInstall(helm)
-	install.ReleaseName, install.Namespace, install.Timeout = releaseName, namespace, 2*time.Minute
-	rel1, err := install.RunWithContext(ctx, ch, map[string]any{"webhook": map[string]any{"defaults": map[string]any{"tenantId": tenant}}})
-	if err != nil {
-		t.Fatalf("helm install: %v", err)
+	phases := []struct {
+		name string
+		run  func(t *testing.T)
+	}{
+		{"helm install", func(t *testing.T) {
+			install := action.NewInstall(helm)
+			install.ReleaseName, install.Namespace, install.Timeout = releaseName, namespace, 2*time.Minute
+			var err error
+			rel1, err = install.RunWithContext(ctx, ch, map[string]any{"webhook": map[string]any{"defaults": map[string]any{"tenantId": tenant}}})
+			if err != nil {
+				t.Fatalf("helm install: %v", err)
+			}
+			if rel1.Info.Status != release.StatusDeployed {
+				t.Fatalf("release status %s", rel1.Info.Status)
+			}
+			t.Logf("helm install: %v", since(installStart))
+		}},
+		{"certificate issued", func(t *testing.T) {
+			crtKey := client.ObjectKey{Namespace: namespace, Name: "kvinject-webhook"}
+			testkit.Eventually(t, time.Minute, "Certificate kvinject-webhook Ready", func(context.Context) error {
+				var crt cmapi.Certificate
+				if err := c.Get(ctx, crtKey, &crt); err != nil {
+					return err
+				}
+				if !cmapiutil.CertificateHasCondition(&crt, cmapi.CertificateCondition{Type: cmapi.CertificateConditionReady, Status: cmmeta.ConditionTrue}) {
+					return fmt.Errorf("conditions %+v", crt.Status.Conditions)
+				}
+				return nil
+			})
+			t.Logf("Certificate Ready %v after helm install returned", since(installStart))
+			secret = tlsSecret(t, c)
+			leaf := parseCert(t, secret.Data["tls.crt"])
+			if err := leaf.VerifyHostname(serverName); err != nil {
+				t.Errorf("issued certificate: %v", err)
+			}
+			caPool := x509.NewCertPool()
+			if !caPool.AppendCertsFromPEM(secret.Data["ca.crt"]) {
+				t.Fatal("Secret ca.crt holds no certificate")
+			}
+			if _, err := leaf.Verify(x509.VerifyOptions{Roots: caPool, DNSName: serverName}); err != nil {
+				t.Errorf("issued certificate does not verify against ca.crt: %v", err)
+			}
+		}},
+		{"CA injected", func(t *testing.T) {
+			testkit.Eventually(t, time.Minute, "CA bundle injected into the MutatingWebhookConfiguration", func(context.Context) error {
+				var mwc admissionv1.MutatingWebhookConfiguration
+				if err := c.Get(ctx, client.ObjectKey{Name: releaseName}, &mwc); err != nil {
+					return err
+				}
+				if got := string(mwc.Webhooks[0].ClientConfig.CABundle); got != string(secret.Data["ca.crt"]) {
+					return fmt.Errorf("caBundle is %d bytes, not the CA", len(got))
+				}
+				return nil
+			})
+			t.Logf("CA bundle injected %v after helm install returned", since(installStart))
+		}},
+		{"webhook called through the Service", func(t *testing.T) {
+			pointServiceAt(t, c, hostIP, wh.port)
+			testkit.Eventually(t, 30*time.Second, "API server calls the installed webhook", func(context.Context) error {
+				p := tutorialPod("probe")
+				if err := c.Create(ctx, p, client.DryRunAll); err != nil {
+					return err
+				}
+				if p.Annotations[contract.AnnotationStatus] != contract.StatusInjected {
+					return errors.New("pod not injected")
+				}
+				return nil
+			})
+			pod = tutorialPod("tutorial")
+			if err := c.Create(ctx, pod); err != nil {
+				t.Fatalf("create the tutorial pod: %v", err)
+			}
+			checkInjected(t, pod, "secrets-store.kvinject.io")
+			t.Logf("tutorial pod created and injected through the installed registration, %v after helm install", since(installStart))
+		}},
+		{"node plugin RBAC", func(t *testing.T) {
+			// The chart's node-plugin RBAC is enough for what the plugin calls, and no more.
+			checkCSIAccess(t, cp, c)
+		}},
+		{"renewal", func(t *testing.T) { renewal(t, c, wh, secret) }},
+		{"helm upgrade", func(t *testing.T) {
+			upStart := time.Now()
+			upgrade := action.NewUpgrade(helm)
+			upgrade.Namespace, upgrade.Timeout = namespace, 2*time.Minute
+			var err error
+			rel2, err = upgrade.RunWithContext(ctx, releaseName, ch, map[string]any{
+				"webhook": map[string]any{
+					"replicas":            3,
+					"timeoutSeconds":      5,
+					"podDisruptionBudget": map[string]any{"enabled": false},
+					"defaults":            map[string]any{"tenantId": tenant, "vault": "az-key-vault-demo"},
+				},
+				"csi": map[string]any{"rotation": map[string]any{"enabled": true}},
+			})
+			if err != nil {
+				t.Fatalf("helm upgrade: %v", err)
+			}
+			t.Logf("helm upgrade: %v", since(upStart))
+			var dep appsv1.Deployment
+			get(t, c, client.ObjectKey{Namespace: namespace, Name: "kvinject-webhook"}, &dep)
+			if *dep.Spec.Replicas != 3 {
+				t.Errorf("replicas %d after upgrade, want 3", *dep.Spec.Replicas)
+			}
+			if err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: "kvinject-webhook"}, &policyv1.PodDisruptionBudget{}); !apierrors.IsNotFound(err) {
+				t.Errorf("PodDisruptionBudget after disabling it: %v", err)
+			}
+			var drv storagev1.CSIDriver
+			get(t, c, client.ObjectKey{Name: "secrets-store.kvinject.io"}, &drv)
+			if drv.Spec.RequiresRepublish == nil || !*drv.Spec.RequiresRepublish {
+				t.Errorf("CSIDriver requiresRepublish %v after turning rotation on", drv.Spec.RequiresRepublish)
+			}
+			var cmap corev1.ConfigMap
+			get(t, c, client.ObjectKey{Namespace: namespace, Name: "kvinject-webhook-config"}, &cmap)
+			if !strings.Contains(cmap.Data["config.yaml"], "vault: az-key-vault-demo") {
+				t.Errorf("config.yaml after upgrade:\n%s", cmap.Data["config.yaml"])
+			}
+			var mwc admissionv1.MutatingWebhookConfiguration
+			get(t, c, client.ObjectKey{Name: releaseName}, &mwc)
+			if *mwc.Webhooks[0].TimeoutSeconds != 5 {
+				t.Errorf("timeoutSeconds %d after upgrade", *mwc.Webhooks[0].TimeoutSeconds)
+			}
+			if string(mwc.Webhooks[0].ClientConfig.CABundle) != string(secret.Data["ca.crt"]) {
+				t.Errorf("helm upgrade dropped the injected caBundle")
+			}
+			// The release installed the SecretProviderClass CRD, so the upgrade keeps it.
+			get(t, c, client.ObjectKey{Name: spcCRD}, &apiextensionsv1.CustomResourceDefinition{})
+			// The upgraded registration still works.
+			p = tutorialPod("after-upgrade")
+			if err := c.Create(ctx, p); err != nil {
+				t.Fatalf("create a pod after the upgrade: %v", err)
+			}
+			checkInjected(t, p, "secrets-store.kvinject.io")
+		}},
+		{"helm uninstall", func(t *testing.T) {
+			wh.stop()
+			for _, obj := range []client.Object{pod, p, testEndpointSlice(hostIP, 0)} {
+				if err := c.Delete(ctx, obj); err != nil && !apierrors.IsNotFound(err) {
+					t.Fatal(err)
+				}
+			}
+			unStart := time.Now()
+			uninstall := action.NewUninstall(helm)
+			uninstall.Timeout = 2 * time.Minute
+			if _, err := uninstall.Run(releaseName); err != nil {
+				t.Fatalf("helm uninstall: %v", err)
+			}
+			t.Logf("helm uninstall: %v", since(unStart))
+			nothingLeft(t, cp, c, rel1, rel2)
+			t.Logf("nothing of the release left %v after helm uninstall; whole test %v", since(unStart), since(began))
+			if err := cm.Err(); err != nil {
+				t.Errorf("cert-manager: %v", err)
+			}
+		}},
+		{"foreign CRD left alone", func(t *testing.T) { foreignCRD(t, c, helm, ch) }},
 	}
-	if rel1.Info.Status != release.StatusDeployed {
-		t.Fatalf("release status %s", rel1.Info.Status)
-	}
-	t.Logf("helm install: %v", since(installStart))
-
-	crtKey := client.ObjectKey{Namespace: namespace, Name: "kvinject-webhook"}
-	framework.Eventually(t, time.Minute, "Certificate kvinject-webhook Ready", func() error {
-		var crt cmapi.Certificate
-		if err := c.Get(ctx, crtKey, &crt); err != nil {
-			return err
+	for i, ph := range phases {
+		if ph.name == "webhook called through the Service" {
+			// The webhook as the Deployment would run it (with the installed ConfigMap,
+			// the issued Secret and the chart's ServiceAccount), for the rest of the test.
+			wh = startWebhook(t, c, cp.Config, hostIP)
 		}
-		if !cmapiutil.CertificateHasCondition(&crt, cmapi.CertificateCondition{Type: cmapi.CertificateConditionReady, Status: cmmeta.ConditionTrue}) {
-			return fmt.Errorf("conditions %+v", crt.Status.Conditions)
-		}
-		return nil
-	})
-	t.Logf("Certificate Ready %v after helm install returned", since(installStart))
-	secret := tlsSecret(t, c)
-	leaf := parseCert(t, secret.Data["tls.crt"])
-	if err := leaf.VerifyHostname(serverName); err != nil {
-		t.Errorf("issued certificate: %v", err)
-	}
-	caPool := x509.NewCertPool()
-	if !caPool.AppendCertsFromPEM(secret.Data["ca.crt"]) {
-		t.Fatal("Secret ca.crt holds no certificate")
-	}
-	if _, err := leaf.Verify(x509.VerifyOptions{Roots: caPool, DNSName: serverName}); err != nil {
-		t.Errorf("issued certificate does not verify against ca.crt: %v", err)
-	}
-
-	framework.Eventually(t, time.Minute, "CA bundle injected into the MutatingWebhookConfiguration", func() error {
-		var mwc admissionv1.MutatingWebhookConfiguration
-		if err := c.Get(ctx, client.ObjectKey{Name: releaseName}, &mwc); err != nil {
-			return err
-		}
-		if got := string(mwc.Webhooks[0].ClientConfig.CABundle); got != string(secret.Data["ca.crt"]) {
-			return fmt.Errorf("caBundle is %d bytes, not the CA", len(got))
-		}
-		return nil
-	})
-	t.Logf("CA bundle injected %v after helm install returned", since(installStart))
-
-	// --- the webhook, as the Deployment would run it ---
-	wh := startWebhook(t, c, cp.Config, hostIP)
-	pointServiceAt(t, c, hostIP, wh.port)
-	framework.Eventually(t, 30*time.Second, "API server calls the installed webhook", func() error {
-		p := tutorialPod("probe")
-		if err := c.Create(ctx, p, client.DryRunAll); err != nil {
-			return err
-		}
-		if p.Annotations[mutate.AnnotationStatus] != mutate.StatusInjected {
-			return errors.New("pod not injected")
-		}
-		return nil
-	})
-	pod := tutorialPod("tutorial")
-	if err := c.Create(ctx, pod); err != nil {
-		t.Fatalf("create the tutorial pod: %v", err)
-	}
-	checkInjected(t, pod, "secrets-store.kvinject.io")
-	t.Logf("tutorial pod created and injected through the installed registration, %v after helm install", since(installStart))
-
-	// The chart's node-plugin RBAC is enough for what the plugin calls, and no more.
-	checkCSIAccess(t, cp, c)
-
-	// --- renewal ---
-	renewal(t, c, wh, secret)
-
-	// --- helm upgrade ---
-	upStart := time.Now()
-	upgrade := action.NewUpgrade(helm)
-	upgrade.Namespace, upgrade.Timeout = namespace, 2*time.Minute
-	rel2, err := upgrade.RunWithContext(ctx, releaseName, ch, map[string]any{
-		"webhook": map[string]any{
-			"replicas":            3,
-			"timeoutSeconds":      5,
-			"podDisruptionBudget": map[string]any{"enabled": false},
-			"defaults":            map[string]any{"tenantId": tenant, "vault": "az-key-vault-demo"},
-		},
-		"csi": map[string]any{"rotation": map[string]any{"enabled": true}},
-	})
-	if err != nil {
-		t.Fatalf("helm upgrade: %v", err)
-	}
-	t.Logf("helm upgrade: %v", since(upStart))
-	var dep appsv1.Deployment
-	get(t, c, client.ObjectKey{Namespace: namespace, Name: "kvinject-webhook"}, &dep)
-	if *dep.Spec.Replicas != 3 {
-		t.Errorf("replicas %d after upgrade, want 3", *dep.Spec.Replicas)
-	}
-	if err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: "kvinject-webhook"}, &policyv1.PodDisruptionBudget{}); !apierrors.IsNotFound(err) {
-		t.Errorf("PodDisruptionBudget after disabling it: %v", err)
-	}
-	var drv storagev1.CSIDriver
-	get(t, c, client.ObjectKey{Name: "secrets-store.kvinject.io"}, &drv)
-	if drv.Spec.RequiresRepublish == nil || !*drv.Spec.RequiresRepublish {
-		t.Errorf("CSIDriver requiresRepublish %v after turning rotation on", drv.Spec.RequiresRepublish)
-	}
-	var cmap corev1.ConfigMap
-	get(t, c, client.ObjectKey{Namespace: namespace, Name: "kvinject-webhook-config"}, &cmap)
-	if !strings.Contains(cmap.Data["config.yaml"], "vault: az-key-vault-demo") {
-		t.Errorf("config.yaml after upgrade:\n%s", cmap.Data["config.yaml"])
-	}
-	var mwc admissionv1.MutatingWebhookConfiguration
-	get(t, c, client.ObjectKey{Name: releaseName}, &mwc)
-	if *mwc.Webhooks[0].TimeoutSeconds != 5 {
-		t.Errorf("timeoutSeconds %d after upgrade", *mwc.Webhooks[0].TimeoutSeconds)
-	}
-	if string(mwc.Webhooks[0].ClientConfig.CABundle) != string(secret.Data["ca.crt"]) {
-		t.Errorf("helm upgrade dropped the injected caBundle")
-	}
-	// The release installed the SecretProviderClass CRD, so the upgrade keeps it.
-	get(t, c, client.ObjectKey{Name: spcCRD}, &apiextensionsv1.CustomResourceDefinition{})
-	// The upgraded registration still works.
-	p := tutorialPod("after-upgrade")
-	if err := c.Create(ctx, p); err != nil {
-		t.Fatalf("create a pod after the upgrade: %v", err)
-	}
-	checkInjected(t, p, "secrets-store.kvinject.io")
-
-	// --- helm uninstall ---
-	wh.stop()
-	for _, obj := range []client.Object{pod, p, testEndpointSlice(hostIP, 0)} {
-		if err := c.Delete(ctx, obj); err != nil && !apierrors.IsNotFound(err) {
-			t.Fatal(err)
+		if !t.Run(fmt.Sprintf("%d %s", i+1, ph.name), ph.run) {
+			return
 		}
 	}
-	unStart := time.Now()
-	uninstall := action.NewUninstall(helm)
-	uninstall.Timeout = 2 * time.Minute
-	if _, err := uninstall.Run(releaseName); err != nil {
-		t.Fatalf("helm uninstall: %v", err)
-	}
-	t.Logf("helm uninstall: %v", since(unStart))
-	nothingLeft(t, cp, c, rel1, rel2)
-	t.Logf("nothing of the release left %v after helm uninstall; whole test %v", since(unStart), since(began))
-	if err := cm.Err(); err != nil {
-		t.Errorf("cert-manager: %v", err)
-	}
-
-	foreignCRD(t, c, helm, ch)
 }
 
 const spcCRD = "secretproviderclasses.secrets-store.csi.x-k8s.io"
@@ -366,7 +392,7 @@ func renewal(t *testing.T, c client.Client, wh *runningWebhook, old *corev1.Secr
 			}
 			p := tutorialPod(fmt.Sprintf("renewal-%d", i))
 			err := c.Create(context.Background(), p, client.DryRunAll)
-			if err == nil && p.Annotations[mutate.AnnotationStatus] != mutate.StatusInjected {
+			if err == nil && p.Annotations[contract.AnnotationStatus] != contract.StatusInjected {
 				err = errors.New("admitted but not injected")
 			}
 			if err != nil {
@@ -413,7 +439,7 @@ func renewal(t *testing.T, c client.Client, wh *runningWebhook, old *corev1.Secr
 		// Let cert-manager finish the issuance (Issuing condition gone, the next private
 		// key released) before the next trigger: a Secret deleted while the last request
 		// is still current is restored from that request, with the same serial.
-		framework.Eventually(t, time.Minute, "cert-manager settles after "+path.name, func() error {
+		testkit.Eventually(t, time.Minute, "cert-manager settles after "+path.name, func(context.Context) error {
 			var crt cmapi.Certificate
 			if err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: "kvinject-webhook"}, &crt); err != nil {
 				return err
@@ -441,7 +467,7 @@ func renewOnce(t *testing.T, c client.Client, wh *runningWebhook, old *corev1.Se
 	start := time.Now()
 	trigger()
 	var renewed *corev1.Secret
-	framework.Eventually(t, time.Minute, "cert-manager re-issues the certificate ("+how+")", func() error {
+	testkit.Eventually(t, time.Minute, "cert-manager re-issues the certificate ("+how+")", func(context.Context) error {
 		var s corev1.Secret
 		if err := c.Get(t.Context(), client.ObjectKey{Namespace: namespace, Name: "kvinject-webhook-tls"}, &s); err != nil {
 			return err
@@ -466,7 +492,7 @@ func renewOnce(t *testing.T, c client.Client, wh *runningWebhook, old *corev1.Se
 	// What the kubelet does for a mounted Secret: new files appear in the volume.
 	written := time.Now()
 	writeCertFiles(t, wh.certDir, renewed)
-	framework.Eventually(t, 30*time.Second, "the webhook serves the renewed certificate", func() error {
+	testkit.Eventually(t, 30*time.Second, "the webhook serves the renewed certificate", func(context.Context) error {
 		served, err := servedCert(wh.addr, renewed.Data["ca.crt"])
 		if err != nil {
 			return err
@@ -508,23 +534,24 @@ func startWebhook(t *testing.T, c client.Client, admin *rest.Config, hostIP stri
 	if err := os.WriteFile(configFile, []byte(cm.Data["config.yaml"]), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	port, metricsPort, healthPort := freePort(t), freePort(t), freePort(t)
-	cfg.Host, cfg.Port, cfg.CertDir, cfg.ConfigFile = hostIP, port, certDir, configFile
-	cfg.MetricsAddr = fmt.Sprintf("127.0.0.1:%d", metricsPort)
-	cfg.HealthAddr = fmt.Sprintf("127.0.0.1:%d", healthPort)
+	port := testkit.MustFreePort(t)
+	cfg.Host, cfg.Port, cfg.CertDir, cfg.Config = hostIP, port, certDir, configFile
+	cfg.MetricsBindAddress = testkit.FreeAddr(t)
+	cfg.HealthProbeBindAddress = testkit.FreeAddr(t)
 	cfg.CertPollInterval = time.Second
 	cfg.ShutdownTimeout = 5 * time.Second
-	if err := cfg.Complete(); err != nil {
+	if err := cfg.LoadConfigFile(); err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Defaults.TenantID != tenant {
-		t.Fatalf("the installed ConfigMap does not carry the tenant value: %+v", cfg.Defaults)
+	if cfg.Cluster.TenantID != tenant {
+		t.Fatalf("the installed ConfigMap does not carry the tenant value: %+v", cfg.Cluster)
 	}
 	// The webhook's identity is the chart's ServiceAccount, so its RBAC is what is tested.
 	restCfg := rest.CopyConfig(admin)
 	restCfg.Impersonate = rest.ImpersonationConfig{UserName: fmt.Sprintf("system:serviceaccount:%s:%s", namespace, spec.ServiceAccountName)}
+	cfg.Kubeconfig = framework.WriteKubeconfig(t, restCfg)
 
-	run := framework.RunWebhook(t, cfg, webhook.Options{RestConfig: restCfg, Logger: errorsOnly(t)})
+	run := framework.RunWebhook(t, cfg, errorsOnly(t))
 	w := &runningWebhook{addr: fmt.Sprintf("%s:%d", hostIP, port), certDir: certDir, port: port, stop: run.Stop}
 	return w
 }
@@ -597,7 +624,7 @@ func checkCSIAccess(t *testing.T, cp *framework.ControlPlane, c client.Client) {
 		t.Errorf("parameters %v", params)
 	}
 	kube.Warning(ctx, csi.PodInfo{Name: "tutorial", Namespace: "default", UID: "uid-1"}, csi.ReasonRefreshFailed, "install test")
-	framework.Eventually(t, 10*time.Second, "the node plugin's Event is recorded", func() error {
+	testkit.Eventually(t, 10*time.Second, "the node plugin's Event is recorded", func(context.Context) error {
 		var evs corev1.EventList
 		if err := c.List(ctx, &evs, client.InNamespace("default")); err != nil {
 			return err
@@ -660,7 +687,7 @@ func nothingLeft(t *testing.T, cp *framework.ControlPlane, c client.Client, rels
 		kinds = append(kinds, r.kind+"/"+r.name)
 	}
 	t.Logf("checking %d objects are gone: %s", len(refs), strings.Join(kinds, ", "))
-	framework.Eventually(t, 90*time.Second, "every object of the release deleted", func() error {
+	testkit.Eventually(t, 90*time.Second, "every object of the release deleted", func(context.Context) error {
 		var left []string
 		for _, r := range refs {
 			u := &unstructured.Unstructured{}
@@ -815,9 +842,9 @@ func servedCert(addr string, caPEM []byte) (*x509.Certificate, error) {
 func tutorialPod(name string) *corev1.Pod {
 	return &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default", Annotations: map[string]string{
-			mutate.AnnotationVault:    "az-key-vault-demo",
-			mutate.AnnotationIdentity: "azure-kv",
-			mutate.AnnotationSecrets:  "DatabaseLogin=DATABASE_LOGIN, DatabasePassword=DATABASE_PASSWORD",
+			contract.AnnotationVault:    "az-key-vault-demo",
+			contract.AnnotationIdentity: "azure-kv",
+			contract.AnnotationSecrets:  "DatabaseLogin=DATABASE_LOGIN, DatabasePassword=DATABASE_PASSWORD",
 		}},
 		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "nginx", Image: "nginx"}}},
 	}
@@ -825,12 +852,12 @@ func tutorialPod(name string) *corev1.Pod {
 
 func checkInjected(t *testing.T, p *corev1.Pod, driver string) {
 	t.Helper()
-	if p.Annotations[mutate.AnnotationStatus] != mutate.StatusInjected || p.Labels[mutate.LabelPodIdentity] != "azure-kv" {
+	if p.Annotations[contract.AnnotationStatus] != contract.StatusInjected || p.Labels[contract.LabelPodIdentity] != "azure-kv" {
 		t.Errorf("pod %s not injected: annotations %v labels %v", p.Name, p.Annotations, p.Labels)
 	}
 	var vol *corev1.Volume
 	for i := range p.Spec.Volumes {
-		if p.Spec.Volumes[i].Name == mutate.VolumeName {
+		if p.Spec.Volumes[i].Name == contract.VolumeName {
 			vol = &p.Spec.Volumes[i]
 		}
 	}
@@ -838,7 +865,7 @@ func checkInjected(t *testing.T, p *corev1.Pod, driver string) {
 		t.Fatalf("pod %s volume %+v", p.Name, vol)
 	}
 	m := p.Spec.Containers[0].VolumeMounts
-	if len(m) == 0 || m[len(m)-1].MountPath != mutate.DefaultMountPath {
+	if len(m) == 0 || m[len(m)-1].MountPath != contract.DefaultMountPath {
 		t.Errorf("pod %s mounts %+v", p.Name, m)
 	}
 }
@@ -868,16 +895,6 @@ func hostIPv4(t *testing.T) string {
 		}
 	})
 	return webhookIP
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 func since(t time.Time) time.Duration { return time.Since(t).Round(time.Millisecond) }

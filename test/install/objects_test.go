@@ -2,7 +2,6 @@ package install
 
 import (
 	"bytes"
-	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -11,7 +10,6 @@ import (
 	"testing"
 
 	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
-	"github.com/spf13/pflag"
 	admissionv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -21,14 +19,13 @@ import (
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/klog/v2"
-	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/yaml"
 
+	"github.com/kvinject/kvinject/internal/chartrender"
+	"github.com/kvinject/kvinject/internal/program"
 	"github.com/kvinject/kvinject/pkg/csi"
 	"github.com/kvinject/kvinject/pkg/mutate"
 	"github.com/kvinject/kvinject/pkg/webhook"
-	"github.com/kvinject/kvinject/test/chartrender"
 )
 
 // objects are a rendering decoded into typed API objects, by kind.
@@ -129,48 +126,39 @@ func named[P interface{ GetName() string }](t *testing.T, what, name string, lis
 	return zero
 }
 
-// webhookConfig parses the webhook container's args the way cmd/webhook does
-// (webhook.Config flags and the zap flags), with the ConfigMap's config.yaml as the
-// --config file.
-func webhookConfig(t *testing.T, o *objects, c corev1.Container) webhook.Config {
+// webhookConfig parses the webhook container's args with the webhook program's own
+// flag set (internal/program: its options, the log flags, --version). The --config
+// file is read by the caller, from the ConfigMap.
+func webhookConfig(t *testing.T, o *objects, c corev1.Container) *webhook.Options {
 	t.Helper()
-	cfg := webhook.DefaultConfig()
-	fs := flag.NewFlagSet("webhook", flag.ContinueOnError)
-	cfg.BindFlags(fs)
-	var zo zap.Options
-	zo.BindFlags(fs)
+	opts := webhook.NewOptions()
+	fs, _, _ := program.NewFlagSet("kvinject-webhook", opts)
 	if err := fs.Parse(c.Args); err != nil {
 		t.Fatalf("webhook args %q: %v", c.Args, err)
 	}
 	if len(c.Command) != 0 {
 		t.Errorf("webhook container overrides the image's entrypoint: %q", c.Command)
 	}
-	return cfg
+	return opts
 }
 
-// csiConfig parses the node plugin container's args the way cmd/csi-node does.
-func csiConfig(t *testing.T, c corev1.Container) csi.Config {
+// csiConfig parses the node plugin container's args with the plugin program's own flag
+// set, and validates the result as the program does before it runs.
+func csiConfig(t *testing.T, c corev1.Container) *csi.Options {
 	t.Helper()
-	cfg := csi.DefaultConfig()
-	fs := pflag.NewFlagSet("csi-node", pflag.ContinueOnError)
-	cfg.BindFlags(fs)
-	kfs := flag.NewFlagSet("klog", flag.ContinueOnError)
-	klog.InitFlags(kfs)
-	fs.AddGoFlagSet(kfs)
+	opts := csi.NewOptions()
+	fs, _, _ := program.NewFlagSet("kvinject-csi-node", opts)
 	args := make([]string, len(c.Args))
 	for i, a := range c.Args {
 		args[i] = strings.ReplaceAll(a, "$(NODE_NAME)", "node-1")
 	}
-	err := fs.Parse(args)
-	// klog's flags are process-wide: put the verbosity back for the rest of the tests.
-	_ = kfs.Set("v", "0")
-	if err != nil {
+	if err := fs.Parse(args); err != nil {
 		t.Fatalf("csi-node args %q: %v", c.Args, err)
 	}
-	if err := cfg.Validate(); err != nil {
+	if err := opts.Validate(); err != nil {
 		t.Errorf("csi-node configuration from the DaemonSet: %v", err)
 	}
-	return cfg
+	return opts
 }
 
 // mountFor returns the container's volume mount whose path holds file, and the volume.
@@ -209,7 +197,7 @@ func containerPort(t *testing.T, c corev1.Container, name string) int32 {
 // values: names that refer to each other agree, and the programs' own flag parsing
 // accepts the args and lands on the mounted files and declared ports. It returns the
 // webhook's and the node plugin's resolved configurations for further checks.
-func checkRelations(t *testing.T, o *objects, namespace string) (webhook.Config, csi.Config) {
+func checkRelations(t *testing.T, o *objects, namespace string) (*webhook.Options, *csi.Options) {
 	t.Helper()
 	for _, obj := range o.all {
 		if obj.GetNamespace() != "" && obj.GetNamespace() != namespace {
@@ -227,12 +215,12 @@ func checkRelations(t *testing.T, o *objects, namespace string) (webhook.Config,
 	wcfg := webhookConfig(t, o, c)
 
 	// --config is the ConfigMap's config.yaml, and the webhook accepts it.
-	cfgMount, cfgVol := mountFor(t, pod, c, wcfg.ConfigFile)
+	cfgMount, cfgVol := mountFor(t, pod, c, wcfg.Config)
 	if cfgVol.ConfigMap == nil {
-		t.Fatalf("--config %s is not on a ConfigMap volume", wcfg.ConfigFile)
+		t.Fatalf("--config %s is not on a ConfigMap volume", wcfg.Config)
 	}
 	cm := named(t, "ConfigMap", cfgVol.ConfigMap.Name, o.configMaps)
-	key := strings.TrimPrefix(wcfg.ConfigFile, strings.TrimSuffix(cfgMount.MountPath, "/")+"/")
+	key := strings.TrimPrefix(wcfg.Config, strings.TrimSuffix(cfgMount.MountPath, "/")+"/")
 	data, ok := cm.Data[key]
 	if !ok {
 		t.Fatalf("ConfigMap %s lacks %s (mounted as --config)", cm.Name, key)
@@ -241,10 +229,10 @@ func checkRelations(t *testing.T, o *objects, namespace string) (webhook.Config,
 	if err := os.WriteFile(file, []byte(data), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := mutate.LoadConfigFile(&wcfg.Defaults, file); err != nil {
+	if err := mutate.LoadConfigFile(&wcfg.Cluster, file); err != nil {
 		t.Errorf("the webhook rejects the chart's config.yaml: %v", err)
 	}
-	if err := wcfg.Defaults.Validate(); err != nil {
+	if err := wcfg.Cluster.Validate(); err != nil {
 		t.Errorf("the chart's cluster configuration is invalid: %v", err)
 	}
 
@@ -379,8 +367,8 @@ func checkRelations(t *testing.T, o *objects, namespace string) (webhook.Config,
 
 	// --- node plugin ---
 	drv := one(t, "CSIDrivers", o.csiDrivers)
-	if drv.Name != wcfg.Defaults.DriverName {
-		t.Errorf("CSIDriver %s, but the webhook injects volumes of driver %s", drv.Name, wcfg.Defaults.DriverName)
+	if drv.Name != wcfg.Cluster.DriverName {
+		t.Errorf("CSIDriver %s, but the webhook injects volumes of driver %s", drv.Name, wcfg.Cluster.DriverName)
 	}
 	ds := one(t, "DaemonSets", o.daemonSets)
 	dpod := ds.Spec.Template.Spec
@@ -404,11 +392,20 @@ func checkRelations(t *testing.T, o *objects, namespace string) (webhook.Config,
 	if podsMount.MountPropagation == nil || *podsMount.MountPropagation != corev1.MountPropagationBidirectional {
 		t.Errorf("the kubelet pods directory is mounted with propagation %v; mounts must reach the host (Bidirectional)", podsMount.MountPropagation)
 	}
-	if ccfg.MetricsAddress != "" {
-		_, port, _ := strings.Cut(ccfg.MetricsAddress, ":")
-		if fmt.Sprint(containerPort(t, dc, "metrics")) != port {
-			t.Errorf("metrics port %s is not the declared container port", port)
+	for name, addr := range map[string]string{"metrics": ccfg.MetricsBindAddress, "health": ccfg.HealthProbeBindAddress} {
+		_, port, _ := strings.Cut(addr, ":")
+		if fmt.Sprint(containerPort(t, dc, name)) != port {
+			t.Errorf("%s port %s is not the declared container port", name, port)
 		}
+	}
+	for _, probe := range []*corev1.Probe{dc.LivenessProbe, dc.ReadinessProbe} {
+		if probe == nil || probe.HTTPGet == nil || probe.HTTPGet.Port.StrVal != "health" {
+			t.Errorf("node plugin probe %+v does not use the health port, which probes the CSI socket", probe)
+		}
+	}
+	// One audience: what the kubelet requests is what the plugin exchanges.
+	if len(drv.Spec.TokenRequests) != 1 || drv.Spec.TokenRequests[0].Audience != ccfg.TokenAudience {
+		t.Errorf("CSIDriver tokenRequests %+v, plugin --token-audience %s", drv.Spec.TokenRequests, ccfg.TokenAudience)
 	}
 	checkRBAC(t, o, dpod.ServiceAccountName, namespace, []rbacv1.PolicyRule{
 		{APIGroups: []string{"secrets-store.csi.x-k8s.io"}, Resources: []string{"secretproviderclasses"}, Verbs: []string{"get"}},

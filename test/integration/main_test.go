@@ -1,10 +1,13 @@
 package integration
 
 import (
+	"github.com/kvinject/kvinject/internal/testkit"
+
+	"github.com/kvinject/kvinject/pkg/contract"
+
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"strconv"
@@ -18,7 +21,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kvinject/kvinject/internal/testcerts"
-	"github.com/kvinject/kvinject/pkg/mutate"
 	"github.com/kvinject/kvinject/pkg/webhook"
 	"github.com/kvinject/kvinject/test/framework"
 )
@@ -42,8 +44,8 @@ func run(m *testing.M) int {
 	assets := os.Getenv("KUBEBUILDER_ASSETS")
 	if assets == "" {
 		fmt.Fprintln(os.Stderr, "KUBEBUILDER_ASSETS is not set: run 'make test-integration'")
-		if os.Getenv("CI") != "" {
-			return 1
+		if testkit.InCI() {
+			return 1 // CI=true: a missing prerequisite is a failure, not a skip
 		}
 		return 0
 	}
@@ -81,7 +83,7 @@ func setupWebhook() error {
 	if err := pair.WriteFiles(certDir); err != nil {
 		return err
 	}
-	if webhookPort, err = freePort(); err != nil {
+	if webhookPort, err = testkit.FreePort(); err != nil {
 		return err
 	}
 	config, err := framework.ShippedMutatingWebhook()
@@ -90,15 +92,6 @@ func setupWebhook() error {
 	}
 	framework.PointAt(config, fmt.Sprintf("https://127.0.0.1:%d", webhookPort), ca.CertPEM)
 	return cp.Client.Create(context.Background(), config)
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // runningWebhook is the webhook program's Run, in this process, on webhookPort.
@@ -111,33 +104,23 @@ type runningWebhook struct {
 // until the API server sends it reviews.
 func startWebhook(t *testing.T) *runningWebhook {
 	t.Helper()
-	metricsPort, err := freePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	healthPort, err := freePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := webhook.DefaultConfig()
-	cfg.Host, cfg.Port, cfg.CertDir = "127.0.0.1", webhookPort, certDir
-	cfg.MetricsAddr = fmt.Sprintf("127.0.0.1:%d", metricsPort)
-	cfg.HealthAddr = fmt.Sprintf("127.0.0.1:%d", healthPort)
-	cfg.ShutdownTimeout = 5 * time.Second
-	cfg.Defaults.TenantID = tenant
-	if err := cfg.Complete(); err != nil {
-		t.Fatal(err)
-	}
-	run := framework.RunWebhook(t, cfg, webhook.Options{RestConfig: cp.Config, Logger: testr.New(t)})
-	w := &runningWebhook{metricsURL: fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort), stop: run.Stop}
+	o := webhook.NewOptions()
+	o.Host, o.Port, o.CertDir = "127.0.0.1", webhookPort, certDir
+	o.MetricsBindAddress = testkit.FreeAddr(t)
+	o.HealthProbeBindAddress = testkit.FreeAddr(t)
+	o.Kubeconfig = cp.Kubeconfig
+	o.ShutdownTimeout = 5 * time.Second
+	o.Cluster.TenantID = tenant
+	run := framework.RunWebhook(t, o, testr.New(t))
+	w := &runningWebhook{metricsURL: "http://" + o.MetricsBindAddress + "/metrics", stop: run.Stop}
 	// The API server picks up the registration asynchronously: wait until a dry-run
 	// of an annotated pod comes back injected.
-	framework.Eventually(t, 30*time.Second, "API server calls the webhook", func() error {
+	testkit.Eventually(t, 30*time.Second, "API server calls the webhook", func(ctx context.Context) error {
 		p := tutorialPod("default", "probe")
-		if err := cp.Client.Create(context.Background(), p, client.DryRunAll); err != nil {
+		if err := cp.Client.Create(ctx, p, client.DryRunAll); err != nil {
 			return err
 		}
-		if p.Annotations[mutate.AnnotationStatus] != mutate.StatusInjected {
+		if p.Annotations[contract.AnnotationStatus] != contract.StatusInjected {
 			return fmt.Errorf("pod not injected yet")
 		}
 		return nil
@@ -180,9 +163,9 @@ lines:
 
 func tutorialAnnotations() map[string]string {
 	return map[string]string{
-		mutate.AnnotationVault:    "az-key-vault-demo",
-		mutate.AnnotationIdentity: "azure-kv",
-		mutate.AnnotationSecrets:  "DatabaseLogin=DATABASE_LOGIN, DatabasePassword=DATABASE_PASSWORD",
+		contract.AnnotationVault:    "az-key-vault-demo",
+		contract.AnnotationIdentity: "azure-kv",
+		contract.AnnotationSecrets:  "DatabaseLogin=DATABASE_LOGIN, DatabasePassword=DATABASE_PASSWORD",
 	}
 }
 

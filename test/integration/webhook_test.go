@@ -1,6 +1,10 @@
 package integration
 
 import (
+	"github.com/kvinject/kvinject/internal/testkit"
+
+	"github.com/kvinject/kvinject/pkg/contract"
+
 	"context"
 	"encoding/json"
 	"fmt"
@@ -20,9 +24,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	crwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
-
-	"github.com/kvinject/kvinject/pkg/mutate"
-	"github.com/kvinject/kvinject/test/framework"
 )
 
 // tutorialObjects is the objects attribute DESIGN.md's tutorial pod must carry.
@@ -40,8 +41,8 @@ const tutorialObjects = `array:
 var readOnly = true
 
 func wantVolume(attrs map[string]string) corev1.Volume {
-	return corev1.Volume{Name: mutate.VolumeName, VolumeSource: corev1.VolumeSource{CSI: &corev1.CSIVolumeSource{
-		Driver: mutate.DefaultDriverName, ReadOnly: &readOnly, VolumeAttributes: attrs,
+	return corev1.Volume{Name: contract.VolumeName, VolumeSource: corev1.VolumeSource{CSI: &corev1.CSIVolumeSource{
+		Driver: contract.DefaultDriverName, ReadOnly: &readOnly, VolumeAttributes: attrs,
 	}}}
 }
 
@@ -49,7 +50,7 @@ func tutorialAttrs(vault, objects string) map[string]string {
 	return map[string]string{"keyvaultName": vault, "tenantId": tenant, "cloudName": "AzurePublicCloud", "usePodIdentity": "true", "objects": objects}
 }
 
-var wantMount = corev1.VolumeMount{Name: mutate.VolumeName, MountPath: "/mnt/secrets-store", ReadOnly: true}
+var wantMount = corev1.VolumeMount{Name: contract.VolumeName, MountPath: "/mnt/secrets-store", ReadOnly: true}
 
 // assertInjected checks what the API server stored: label, volume, mounts, status.
 func assertInjected(t *testing.T, p *corev1.Pod, label string, volume corev1.Volume, containers ...string) {
@@ -57,17 +58,17 @@ func assertInjected(t *testing.T, p *corev1.Pod, label string, volume corev1.Vol
 	if got := p.Labels["aadpodidbinding"]; got != label {
 		t.Errorf("pod %s: label aadpodidbinding = %q, want %q", p.Name, got, label)
 	}
-	if got := p.Annotations[mutate.AnnotationStatus]; got != mutate.StatusInjected {
+	if got := p.Annotations[contract.AnnotationStatus]; got != contract.StatusInjected {
 		t.Errorf("pod %s: status annotation = %q", p.Name, got)
 	}
 	var found *corev1.Volume
 	for i := range p.Spec.Volumes {
-		if p.Spec.Volumes[i].Name == mutate.VolumeName {
+		if p.Spec.Volumes[i].Name == contract.VolumeName {
 			found = &p.Spec.Volumes[i]
 		}
 	}
 	if found == nil {
-		t.Fatalf("pod %s: no volume %s; volumes %v", p.Name, mutate.VolumeName, p.Spec.Volumes)
+		t.Fatalf("pod %s: no volume %s; volumes %v", p.Name, contract.VolumeName, p.Spec.Volumes)
 	}
 	if diff := cmp.Diff(volume, *found); diff != "" {
 		t.Errorf("pod %s: volume (-want +got):\n%s", p.Name, diff)
@@ -80,7 +81,7 @@ func assertInjected(t *testing.T, p *corev1.Pod, label string, volume corev1.Vol
 		}
 		has := false
 		for _, m := range c.VolumeMounts {
-			if m.Name == mutate.VolumeName {
+			if m.Name == contract.VolumeName {
 				has = true
 				if diff := cmp.Diff(wantMount, m); diff != "" {
 					t.Errorf("pod %s container %s: mount (-want +got):\n%s", p.Name, c.Name, diff)
@@ -137,7 +138,7 @@ func TestDeploymentReplicasAndRollout(t *testing.T) {
 	if err := cp.Client.Get(t.Context(), client.ObjectKeyFromObject(d), d); err != nil {
 		t.Fatal(err)
 	}
-	d.Spec.Template.Annotations[mutate.AnnotationSecrets] = "DatabaseLogin=login, secret:DatabasePassword=password;mode=0400"
+	d.Spec.Template.Annotations[contract.AnnotationSecrets] = "DatabaseLogin=login, secret:DatabasePassword=password;mode=0400"
 	if err := cp.Client.Update(t.Context(), d); err != nil {
 		t.Fatal(err)
 	}
@@ -153,7 +154,7 @@ func TestDeploymentReplicasAndRollout(t *testing.T) {
   objectType: secret
 `
 	pods = waitPods(t, ns, labels, 3, func(p *corev1.Pod) bool {
-		return p.Annotations[mutate.AnnotationSecrets] == d.Spec.Template.Annotations[mutate.AnnotationSecrets]
+		return p.Annotations[contract.AnnotationSecrets] == d.Spec.Template.Annotations[contract.AnnotationSecrets]
 	})
 	for i := range pods {
 		if pods[i].DeletionTimestamp != nil {
@@ -167,7 +168,7 @@ func TestDeploymentReplicasAndRollout(t *testing.T) {
 func waitPods(t *testing.T, ns string, labels map[string]string, n int, keep func(*corev1.Pod) bool) []corev1.Pod {
 	t.Helper()
 	var matched []corev1.Pod
-	framework.Eventually(t, 60*time.Second, fmt.Sprintf("%d pods in %s", n, ns), func() error {
+	testkit.Eventually(t, 60*time.Second, fmt.Sprintf("%d pods in %s", n, ns), func(context.Context) error {
 		var list corev1.PodList
 		if err := cp.Client.List(t.Context(), &list, client.InNamespace(ns), client.MatchingLabels(labels)); err != nil {
 			return err
@@ -223,7 +224,7 @@ func TestInvalidAliasListIsRefused(t *testing.T) {
 	startWebhook(t)
 	ns := namespace(t, "invalid", nil)
 	p := tutorialPod(ns, "bad")
-	p.Annotations[mutate.AnnotationSecrets] = "DatabaseLogin=DATABASE_LOGIN, DatabasePassword=../../etc/passwd"
+	p.Annotations[contract.AnnotationSecrets] = "DatabaseLogin=DATABASE_LOGIN, DatabasePassword=../../etc/passwd"
 	err := cp.Client.Create(t.Context(), p)
 	want := `admission webhook "pods.kvinject.io" denied the request: kvinject.io/secrets: entry 2 "DatabasePassword=../../etc/passwd": the file name "../../etc/passwd" contains a path separator; use a plain file name`
 	if err == nil || err.Error() != want {
@@ -279,8 +280,8 @@ func TestWebhookDown(t *testing.T) {
 func TestNamespaceDefaults(t *testing.T) {
 	startWebhook(t)
 	ns := namespace(t, "team-a", map[string]string{
-		mutate.AnnotationVault:    "team-a-vault",
-		mutate.AnnotationIdentity: "team-a-id",
+		contract.AnnotationVault:    "team-a-vault",
+		contract.AnnotationIdentity: "team-a-id",
 	})
 	var warnings warningRecorder
 	cfg := rest.CopyConfig(cp.Config)
@@ -291,7 +292,7 @@ func TestNamespaceDefaults(t *testing.T) {
 	}
 	p := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: "only-secrets", Namespace: ns, Annotations: map[string]string{
-			mutate.AnnotationSecrets: "DatabaseLogin=DATABASE_LOGIN, DatabasePassword=DATABASE_PASSWORD",
+			contract.AnnotationSecrets: "DatabaseLogin=DATABASE_LOGIN, DatabasePassword=DATABASE_PASSWORD",
 		}},
 		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "app"}}},
 	}
@@ -318,15 +319,15 @@ func TestWorkloadIdentityFromServiceAccount(t *testing.T) {
 	ns := namespace(t, "workload", nil)
 	const clientID = "6b9e2a55-6c0b-4a1f-9a8e-2f1f6f1d9c01"
 	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "app", Namespace: ns,
-		Annotations: map[string]string{mutate.AnnotationWorkloadClientID: clientID}}}
+		Annotations: map[string]string{contract.AnnotationWorkloadClientID: clientID}}}
 	if err := cp.Client.Create(t.Context(), sa); err != nil {
 		t.Fatal(err)
 	}
 	p := tutorialPod(ns, "wi")
-	delete(p.Annotations, mutate.AnnotationIdentity)
+	delete(p.Annotations, contract.AnnotationIdentity)
 	p.Spec.ServiceAccountName = "app"
 	// The webhook reads service accounts from its cache: retry until it has seen it.
-	framework.Eventually(t, 10*time.Second, "pod admitted", func() error { return cp.Client.Create(t.Context(), p.DeepCopy()) })
+	testkit.Eventually(t, 10*time.Second, "pod admitted", func(context.Context) error { return cp.Client.Create(t.Context(), p.DeepCopy()) })
 	var stored corev1.Pod
 	if err := cp.Client.Get(t.Context(), client.ObjectKeyFromObject(p), &stored); err != nil {
 		t.Fatal(err)
@@ -342,10 +343,7 @@ func TestWorkloadIdentityFromServiceAccount(t *testing.T) {
 func TestReinvocation(t *testing.T) {
 	startWebhook(t)
 	ns := namespace(t, "reinvoke", nil)
-	port, err := freePort()
-	if err != nil {
-		t.Fatal(err)
-	}
+	port := testkit.MustFreePort(t)
 	sidecar := crwebhook.NewServer(crwebhook.Options{Host: "127.0.0.1", Port: port, CertDir: certDir})
 	sidecar.Register("/sidecar", &admission.Webhook{Handler: admission.HandlerFunc(addSidecar)})
 	ctx, cancel := context.WithCancel(context.Background())
@@ -380,7 +378,7 @@ func TestReinvocation(t *testing.T) {
 	t.Cleanup(func() { _ = cp.Client.Delete(context.Background(), cfg) })
 
 	var stored corev1.Pod
-	framework.Eventually(t, 30*time.Second, "sidecar webhook active", func() error {
+	testkit.Eventually(t, 30*time.Second, "sidecar webhook active", func(context.Context) error {
 		p := tutorialPod(ns, "reinvoked")
 		if err := cp.Client.Create(t.Context(), p, client.DryRunAll); err != nil {
 			return err

@@ -13,8 +13,9 @@ import (
 	"github.com/kvinject/kvinject/test/load/fixture"
 )
 
-// Main is the webhook-load program: it parses args (flags of Options), serves the
-// webhook in-process unless -url is given, drives it at each -concurrency level and
+// Main is the webhook-load program: it parses args (flags of Options), runs the
+// webhook in-process against a local control plane (KUBEBUILDER_ASSETS) unless -url is
+// given, drives it at each -concurrency level and
 // writes a report to out. It returns flag.ErrHelp for -h.
 func Main(ctx context.Context, args []string, out io.Writer) (err error) {
 	opts := DefaultOptions()
@@ -36,14 +37,18 @@ func Main(ctx context.Context, args []string, out io.Writer) (err error) {
 	}
 
 	var target *Target
-	where := "in-process server on 127.0.0.1 (server and clients share the CPUs)"
+	where := "in-process webhook (Run) on 127.0.0.1 with a local kube-apiserver (server and clients share the CPUs)"
 	if opts.URL != "" {
 		if target, err = RemoteTarget(opts.URL, opts.CAFile, opts.ServerName); err != nil {
 			return err
 		}
 		where = opts.URL
 	} else {
-		local, err := StartLocal(ctx)
+		assets := os.Getenv("KUBEBUILDER_ASSETS")
+		if assets == "" {
+			return errors.New("KUBEBUILDER_ASSETS is not set: it must name the folder of etcd and kube-apiserver (make tools prints it), or give -url")
+		}
+		local, err := StartLocal(ctx, assets)
 		if err != nil {
 			return fmt.Errorf("start the webhook: %w", err)
 		}
@@ -69,7 +74,7 @@ func Main(ctx context.Context, args []string, out io.Writer) (err error) {
 	WriteHeader(out)
 	var failed []error
 	for _, c := range opts.Concurrency {
-		r, err := Drive(ctx, target, body, c, opts.Warmup, opts.Duration, opts.Timeout, opts.HTTP2)
+		r, err := Drive(ctx, target, body, c, opts.Warmup, opts.Duration, opts.Timeout)
 		if err != nil {
 			return err
 		}

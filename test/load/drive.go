@@ -13,8 +13,8 @@ import (
 // connection, for warmup and then for duration, and measures the reviews started in
 // the second phase. A review counts as an error unless the answer is HTTP 200 with an
 // allowed JSON-patch response. Drive returns when every client has stopped: no later
-// than warmup + duration + timeout.
-func Drive(ctx context.Context, t *Target, body []byte, concurrency int, warmup, duration, timeout time.Duration, http2 bool) (*Result, error) {
+// than warmup + duration + timeout. Clients speak HTTP/1.1, as the webhook serves.
+func Drive(ctx context.Context, t *Target, body []byte, concurrency int, warmup, duration, timeout time.Duration) (*Result, error) {
 	start := time.Now()
 	measureFrom := start.Add(warmup)
 	end := measureFrom.Add(duration)
@@ -27,7 +27,6 @@ func Drive(ctx context.Context, t *Target, body []byte, concurrency int, warmup,
 			body: body,
 			client: &http.Client{Timeout: timeout, Transport: &http.Transport{
 				TLSClientConfig:     tlsCfg,
-				ForceAttemptHTTP2:   http2,
 				MaxIdleConnsPerHost: 1,
 				DisableCompression:  true,
 			}},

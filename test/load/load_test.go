@@ -1,6 +1,10 @@
 package load
 
 import (
+	"github.com/kvinject/kvinject/internal/testcerts"
+
+	"github.com/kvinject/kvinject/test/framework"
+
 	"bytes"
 	"encoding/json"
 	"net/http"
@@ -22,11 +26,11 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// TestLocalLoad runs the load generator for about a second against the in-process
-// webhook, over HTTP/1.1 and HTTP/2: every review must be answered with the fixture's
-// patch, and there must be reviews to count.
+// TestLocalLoad runs the load generator for about a second against the webhook's Run
+// in this process: every review must be answered with the fixture's patch, over
+// HTTP/1.1, and there must be reviews to count.
 func TestLocalLoad(t *testing.T) {
-	local, err := StartLocal(t.Context())
+	local, err := StartLocal(t.Context(), framework.Assets(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,28 +45,26 @@ func TestLocalLoad(t *testing.T) {
 	}
 	checkPatch(t, local.Target, body)
 
-	for _, http2 := range []bool{false, true} {
-		r, err := Drive(t.Context(), local.Target, body, 4, 100*time.Millisecond, 500*time.Millisecond, 5*time.Second, http2)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var report strings.Builder
-		WriteHeader(&report)
-		WriteRow(&report, r)
-		t.Logf("\n%s", report.String())
-		if want := map[bool]string{false: "HTTP/1.1", true: "HTTP/2.0"}[http2]; r.Proto != want {
-			t.Errorf("protocol %s, want %s", r.Proto, want)
-		}
-		if r.Errors != 0 || r.Reviews() == 0 {
-			t.Errorf("http2=%v: %d reviews, %d errors (first: %s)", http2, r.Reviews(), r.Errors, r.FirstError)
-		}
+	r, err := Drive(t.Context(), local.Target, body, 4, 100*time.Millisecond, 500*time.Millisecond, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var report strings.Builder
+	WriteHeader(&report)
+	WriteRow(&report, r)
+	t.Logf("\n%s", report.String())
+	if r.Proto != "HTTP/1.1" {
+		t.Errorf("protocol %s, want HTTP/1.1", r.Proto)
+	}
+	if r.Errors != 0 || r.Reviews() == 0 {
+		t.Errorf("%d reviews, %d errors (first: %s)", r.Reviews(), r.Errors, r.FirstError)
 	}
 }
 
 // TestRemoteTarget drives the in-process webhook as an outside one, through -url and
 // -ca-file, and rejects a CA that did not sign its certificate.
 func TestRemoteTarget(t *testing.T) {
-	local, err := StartLocal(t.Context())
+	local, err := StartLocal(t.Context(), framework.Assets(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,12 +80,11 @@ func TestRemoteTarget(t *testing.T) {
 	}
 	t.Logf("\n%s", out.String())
 
-	other, err := StartLocal(t.Context())
+	other, err := testcerts.NewCA("not-the-webhook's")
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = other.Stop() })
-	if err := os.WriteFile(caFile, other.CAPEM, 0o600); err != nil {
+	if err := os.WriteFile(caFile, other.CertPEM, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	out.Reset()

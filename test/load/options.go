@@ -19,8 +19,6 @@ type Options struct {
 	Warmup time.Duration
 	// Concurrency lists the numbers of concurrent clients, one run each.
 	Concurrency []int
-	// HTTP2 negotiates HTTP/2 (as the API server does) instead of HTTP/1.1.
-	HTTP2 bool
 	// Timeout bounds each review.
 	Timeout time.Duration
 	// URL targets a running webhook; empty serves one in-process on 127.0.0.1.
@@ -53,7 +51,6 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&o.Duration, "duration", o.Duration, "measured time per concurrency level")
 	fs.DurationVar(&o.Warmup, "warmup", o.Warmup, "unmeasured time before each level")
 	fs.Var((*intList)(&o.Concurrency), "concurrency", "comma-separated numbers of concurrent keep-alive clients, one run each")
-	fs.BoolVar(&o.HTTP2, "http2", o.HTTP2, "use HTTP/2, as the API server does (default HTTP/1.1)")
 	fs.DurationVar(&o.Timeout, "timeout", o.Timeout, "timeout of one review")
 	fs.StringVar(&o.URL, "url", o.URL, "URL of a running webhook (https://host:port/mutate-pod); empty serves one in-process on 127.0.0.1")
 	fs.StringVar(&o.CAFile, "ca-file", o.CAFile, "PEM CA of the -url webhook's certificate (default: system roots)")

@@ -1,6 +1,9 @@
 package cluster
 
 import (
+	"github.com/kvinject/kvinject/internal/testcerts"
+	"github.com/kvinject/kvinject/internal/testkit"
+
 	"context"
 	"errors"
 	"fmt"
@@ -25,8 +28,11 @@ import (
 //     TEST-NET-2 (RFC 5737, documentation only) because TEST-NET-1 (192.0.2.0/24) is
 //     this machine's own eth0 subnet; an address on lo is local and never leaves.
 //   - PodCIDR is the CNI bridge's range (TEST-NET-3, first half): pod addresses live
-//     in the network namespaces the cluster creates; the bridge has no address
-//     (isGateway false), so no route, no forwarding and no NAT are set up.
+//     in the network namespaces the cluster creates. The bridge takes the range's
+//     first address (isGateway), so the host reaches pod IPs (the API server calls the
+//     webhook's pod through its Service's endpoints, the kubelet probes pods) and pods
+//     reach NodeIP (the API server, the emulator's proxy) through the one route they
+//     get. No default route and no NAT: nothing leaves the host.
 //   - ServiceCIDR (TEST-NET-3, second half) is only bookkeeping: there is no
 //     kube-proxy, so no packet is ever sent to it.
 const (
@@ -48,7 +54,6 @@ const (
 	APIServerPort     = 16443
 	KubeletPort       = 10250
 	KubeletHealthPort = 20248
-	WebhookPort       = 19443
 )
 
 // Options configure Up.
@@ -61,15 +66,8 @@ type Options struct {
 	RepoRoot string
 	// ToolsDir holds etcd, kube-apiserver, ... (test/tools/build.sh's output).
 	ToolsDir string
-	// Kvinject also starts the Azure emulator, the webhook and the node plugin and
-	// installs the CSIDriver, the webhook registration and the SecretProviderClass CRD.
+	// Kvinject also starts the Azure emulator and installs kvinject from its chart.
 	Kvinject bool
-	// HostProcesses runs the webhook and the node plugin as host processes instead of
-	// a Deployment and a DaemonSet.
-	HostProcesses bool
-	// HandwrittenNodePlugin installs the node plugin from the harness's own DaemonSet,
-	// CSIDriver and CRD instead of the chart (only without HostProcesses).
-	HandwrittenNodePlugin bool
 	// Log receives progress lines (nil = stderr).
 	Log func(format string, args ...any)
 }
@@ -214,7 +212,6 @@ func checkPortsFree() error {
 	for _, a := range []string{
 		fmt.Sprintf("127.0.0.1:%d", EtcdPort), fmt.Sprintf("127.0.0.1:%d", EtcdPeerPort),
 		fmt.Sprintf("127.0.0.1:%d", APIServerPort), fmt.Sprintf("127.0.0.1:%d", KubeletHealthPort),
-		fmt.Sprintf("127.0.0.1:%d", WebhookPort),
 	} {
 		ln, err := net.Listen("tcp", a)
 		if err != nil {
@@ -241,21 +238,18 @@ func (c *Cluster) start(name, bin string, args []string, env []string) error {
 
 // waitFor polls check until it returns nil, the component exits, or timeout.
 func (c *Cluster) waitFor(ctx context.Context, name string, timeout time.Duration, check func(context.Context) error) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	var last error
-	for {
-		if last = check(ctx); last == nil {
-			return nil
-		}
+	err := testkit.Poll(ctx, 150*time.Millisecond, timeout, name+" ready", func(ctx context.Context) error {
 		select {
 		case <-c.exited[name]:
-			return fmt.Errorf("%s exited; last log lines:\n%s", name, tail(c.path("logs", name+".log"), 25))
-		case <-ctx.Done():
-			return fmt.Errorf("%s not ready within %s: %v; last log lines:\n%s", name, timeout, last, tail(c.path("logs", name+".log"), 25))
-		case <-time.After(150 * time.Millisecond):
+			return testkit.Stop(fmt.Errorf("%s exited", name))
+		default:
 		}
+		return check(ctx)
+	})
+	if err != nil {
+		return fmt.Errorf("%w; last log lines:\n%s", err, tail(c.path("logs", name+".log"), 25))
 	}
+	return nil
 }
 
 func (c *Cluster) tool(name string) string { return filepath.Join(c.opts.ToolsDir, name) }
@@ -277,54 +271,52 @@ func (c *Cluster) addAddress(context.Context) error {
 	return c.save()
 }
 
+// writePKI makes the cluster's one CA (internal/testcerts, the tests' CA) and
+// everything it signs: the API server's, the kubelet's and the webhook's serving
+// certificates, every client certificate, and the Azure emulator's HTTPS certificate
+// (the emulator loads the CA from pki/ca.crt and pki/ca.key), so that the node plugin
+// trusts exactly one CA (SSL_CERT_FILE).
 func (c *Cluster) writePKI(context.Context) error {
 	pki := c.path("pki")
-	ca, err := newCA()
+	ca, err := testcerts.NewCA("kvinject-e2e-ca")
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(pki, "ca.crt"), ca.pem, 0o644); err != nil {
+	if err := ca.WriteFiles(pki, "ca"); err != nil {
 		return err
 	}
 	certs := []struct {
-		name, cn string
-		orgs     []string
-		hosts    []string
+		name string
+		spec testcerts.Spec
 	}{
-		{"apiserver", "kube-apiserver", nil, []string{"127.0.0.1", NodeIP, "localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local", "203.0.113.129"}},
-		{"admin", "kvinject-e2e-admin", []string{"system:masters"}, nil},
-		{"apiserver-kubelet-client", "kube-apiserver-kubelet-client", []string{"system:masters"}, nil},
-		{"controller-manager", "system:kube-controller-manager", nil, nil},
-		{"scheduler", "system:kube-scheduler", nil, nil},
-		{"kubelet", "system:node:" + NodeName, []string{"system:nodes"}, nil},
-		{"kubelet-serving", NodeName, nil, []string{NodeIP, NodeName, "127.0.0.1"}},
-		{"webhook", "kvinject-webhook", nil, []string{"127.0.0.1", "kvinject-webhook.kvinject.svc"}},
+		{"apiserver", testcerts.Spec{CommonName: "kube-apiserver", Hosts: []string{NodeIP, "127.0.0.1", "localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local", "203.0.113.129"}}},
+		{"admin", testcerts.Spec{CommonName: "kvinject-e2e-admin", Organizations: []string{"system:masters"}}},
+		{"apiserver-kubelet-client", testcerts.Spec{CommonName: "kube-apiserver-kubelet-client", Organizations: []string{"system:masters"}}},
+		{"controller-manager", testcerts.Spec{CommonName: "system:kube-controller-manager"}},
+		{"scheduler", testcerts.Spec{CommonName: "system:kube-scheduler"}},
+		{"kubelet", testcerts.Spec{CommonName: "system:node:" + NodeName, Organizations: []string{"system:nodes"}}},
+		{"kubelet-serving", testcerts.Spec{CommonName: NodeName, Hosts: []string{NodeIP, NodeName, "127.0.0.1"}}},
+		{"webhook", testcerts.Spec{CommonName: "kvinject-webhook", Hosts: []string{"kvinject-webhook.kvinject.svc", "kvinject-webhook.kvinject.svc.cluster.local"}}},
 	}
 	for _, ct := range certs {
-		if err := ca.issue(pki, ct.name, ct.cn, ct.orgs, ct.hosts...); err != nil {
+		pair, err := ca.IssueSpec(ct.spec)
+		if err != nil {
+			return err
+		}
+		if err := pair.WriteNamed(pki, ct.name); err != nil {
 			return err
 		}
 	}
 	if err := writeServiceAccountKeys(pki); err != nil {
 		return err
 	}
-	server := fmt.Sprintf("https://127.0.0.1:%d", APIServerPort)
+	server := fmt.Sprintf("https://%s:%d", NodeIP, APIServerPort)
 	for _, k := range []string{"admin", "controller-manager", "scheduler", "kubelet"} {
 		if err := writeKubeconfig(c.path(k+".kubeconfig"), server, pki, k); err != nil {
 			return err
 		}
 	}
 	c.Kubeconfig = c.path("admin.kubeconfig")
-	// The webhook reads its serving pair from a directory, as from a mounted Secret.
-	for from, to := range map[string]string{"webhook.crt": "tls.crt", "webhook.key": "tls.key"} {
-		b, err := os.ReadFile(filepath.Join(pki, from))
-		if err != nil {
-			return err
-		}
-		if err := os.WriteFile(c.path("webhook-tls", to), b, 0o600); err != nil {
-			return err
-		}
-	}
 	return nil
 }
 
@@ -354,7 +346,9 @@ func (c *Cluster) startAPIServer(ctx context.Context) error {
 	p := func(f string) string { return filepath.Join(pki, f) }
 	if err := c.start("kube-apiserver", c.tool("kube-apiserver"), []string{
 		fmt.Sprintf("--etcd-servers=http://127.0.0.1:%d", EtcdPort),
-		"--bind-address=127.0.0.1", fmt.Sprintf("--secure-port=%d", APIServerPort),
+		// On the node's address (lo), which pods reach through the bridge: the webhook's
+		// pod reads namespaces and service accounts from it.
+		"--bind-address=" + NodeIP, fmt.Sprintf("--secure-port=%d", APIServerPort),
 		"--advertise-address=" + NodeIP,
 		"--cert-dir=" + c.path("pki", "apiserver-generated"),
 		"--tls-cert-file=" + p("apiserver.crt"), "--tls-private-key-file=" + p("apiserver.key"),
@@ -530,13 +524,13 @@ func (c *Cluster) cniConfig() string {
   "plugins": [{
     "type": "bridge",
     "bridge": %q,
-    "isGateway": false,
+    "isGateway": true,
     "ipMasq": false,
     "hairpinMode": false,
-    "ipam": {"type": "host-local", "ranges": [[{"subnet": %q}]], "dataDir": %q}
+    "ipam": {"type": "host-local", "ranges": [[{"subnet": %q}]], "routes": [{"dst": "%s/32"}], "dataDir": %q}
   }]
 }
-`, BridgeName, PodCIDR, c.path("cni", "ipam"))
+`, BridgeName, PodCIDR, NodeIP, c.path("cni", "ipam"))
 }
 
 func (c *Cluster) startKubelet(ctx context.Context) error {

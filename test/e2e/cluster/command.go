@@ -16,8 +16,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 
+	"github.com/kvinject/kvinject/internal/testkit"
 	"github.com/kvinject/kvinject/test/e2e/manifests"
-	"github.com/kvinject/kvinject/test/framework"
 )
 
 // Main is the e2e command (test/cmd/e2e): up, down, demo, emulator.
@@ -33,6 +33,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fs.StringVar(&eo.SeedFile, "seed", "", "tutorial seed")
 		fs.StringVar(&eo.SAPublicKey, "sa-public-key", "", "API server service-account public key (PEM)")
 		fs.StringVar(&eo.StateDir, "state-dir", "", "emulator state directory")
+		fs.StringVar(&eo.CADir, "ca-dir", "", "directory of the cluster CA (ca.crt, ca.key) that issues the emulator's certificate")
 	}
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
@@ -40,7 +41,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if args[0] == "emulator" {
 		return RunEmulator(ctx, eo, stderr)
 	}
-	repo, err := framework.RepoRoot()
+	repo, err := testkit.RepoRoot()
 	if err != nil {
 		return err
 	}
@@ -91,11 +92,9 @@ func UpAll(ctx context.Context, repo, dir string) (*Cluster, error) {
 		return nil, fmt.Errorf("test/tools/build.sh: %w", err)
 	}
 	tools := strings.TrimSpace(string(out))
-	return Up(ctx, Options{Dir: dir, RepoRoot: repo, ToolsDir: tools, Kvinject: true,
-		HostProcesses:         os.Getenv("KVINJECT_E2E_HOST_PROCESSES") == "1",
-		HandwrittenNodePlugin: os.Getenv("KVINJECT_E2E_HANDWRITTEN_CSI") == "1", Log: func(format string, args ...any) {
-			step(format, args...)
-		}})
+	return Up(ctx, Options{Dir: dir, RepoRoot: repo, ToolsDir: tools, Kvinject: true, Log: func(format string, args ...any) {
+		step(format, args...)
+	}})
 }
 
 // Demo brings the stack up (or reuses a running one), applies the tutorial's

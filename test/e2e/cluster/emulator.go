@@ -1,6 +1,8 @@
 package cluster
 
 import (
+	"github.com/kvinject/kvinject/internal/testcerts"
+
 	"context"
 	"crypto/x509"
 	"encoding/json"
@@ -45,6 +47,8 @@ type EmulatorOptions struct {
 	SAPublicKey string
 	// StateDir receives ca.crt, endpoints.json and admin-address.
 	StateDir string
+	// CADir holds the cluster CA (ca.crt, ca.key), which issues the HTTPS certificate.
+	CADir string
 }
 
 // RunEmulator is the cluster's Azure emulator process: the tutorial seed with the
@@ -86,8 +90,15 @@ func RunEmulator(ctx context.Context, o EmulatorOptions, stderr io.Writer) error
 		return err
 	}
 
+	ca, err := testcerts.LoadCA(o.CADir, "ca")
+	if err != nil {
+		return fmt.Errorf("the cluster CA: %w", err)
+	}
 	logger := textlogger.NewLogger(textlogger.NewConfig(textlogger.Output(stderr)))
-	e, err := emulator.Start(ctx, emulator.Options{Seed: seed, Listen: "127.0.0.1:0", NMIListen: "127.0.0.1:0", IMDSListen: emulator.Disabled, StateDir: o.StateDir, Logger: logger})
+	// The proxy listens on the node's address, which host-network and pod-network
+	// clients both reach; NMI, like the real one, on the node's loopback.
+	e, err := emulator.Start(ctx, emulator.Options{Seed: seed, Listen: "127.0.0.1:0", NMIListen: "127.0.0.1:0", IMDSListen: emulator.Disabled,
+		ProxyListen: NodeIP + ":0", CA: ca, StateDir: o.StateDir, Logger: logger})
 	if err != nil {
 		return err
 	}
@@ -117,7 +128,7 @@ func RunEmulator(ctx context.Context, o EmulatorOptions, stderr io.Writer) error
 	if err := os.WriteFile(filepath.Join(o.StateDir, "admin-address"), []byte(ln.Addr().String()+"\n"), 0o644); err != nil {
 		return err
 	}
-	fmt.Fprintf(stderr, "emulator ready: https %s, nmi %s, admin %s\n", e.Addr(), e.NMIAddr(), ln.Addr())
+	fmt.Fprintf(stderr, "emulator ready: https %s, proxy %s, nmi %s, admin %s\n", e.Addr(), e.ProxyAddr(), e.NMIAddr(), ln.Addr())
 	<-ctx.Done()
 	return nil
 }

@@ -2,211 +2,225 @@ package cluster
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
+	"encoding/base64"
 	"fmt"
-	"net"
+	"io/fs"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/kvinject/kvinject/internal/chartrender"
+	"github.com/kvinject/kvinject/internal/testkit"
+	"github.com/kvinject/kvinject/pkg/contract"
 	"github.com/kvinject/kvinject/test/e2e/image"
+	"github.com/kvinject/kvinject/test/e2e/manifests"
 	"github.com/kvinject/kvinject/test/emulator"
-	"github.com/kvinject/kvinject/test/framework"
 )
 
-// installInCluster runs both programs the way users run them: the webhook as a
-// Deployment behind the Service the shipped MutatingWebhookConfiguration names (used
-// unchanged apart from its caBundle), the node plugin as a privileged DaemonSet that
-// shares the kubelet's directory with Bidirectional mount propagation, both from the
-// locally imported images. Two things differ from a cloud cluster, both because this
-// one has no pod network to the API server and no kube-proxy: the pods use the host
-// network (the API server, bound to 127.0.0.1, and the emulator are on loopback) and a
-// kubeconfig from a hostPath; the API server reaches the webhook Service through its
-// endpoints (--enable-aggregator-routing).
-func (c *Cluster) installInCluster(ctx context.Context, ep emulator.Endpoints, chart bool) error {
+// DriverName is the node plugin's CSI driver name: the product default.
+const DriverName = contract.DefaultDriverName
+
+// Release is the Helm release the cluster installs: its objects are named kvinject-*
+// in namespace kvinject.
+const (
+	Release   = "kvinject"
+	Namespace = "kvinject"
+)
+
+// Host-network ports of the node plugin (metrics, health), away from the chart's
+// defaults so a plugin elsewhere on the machine does not collide.
+const (
+	CSIMetricsPort = 18095
+	CSIHealthPort  = 18096
+)
+
+// e2eCADir is where the node plugin's pod finds the cluster CA (SSL_CERT_FILE).
+const e2eCADir = "/etc/kvinject-e2e"
+
+// startKvinject starts the Azure emulator (a host process: it stands in for Azure, and
+// signs its HTTPS certificate with the cluster's CA) and installs kvinject the way a
+// user does: everything from the chart (charts/kvinject rendered as helm template
+// renders it), with values for this cluster only. Nothing is written by hand or
+// patched: the webhook runs on the pod network behind its Service, the node plugin as
+// the chart's DaemonSet, and both reach the API server at the node's address; the
+// plugin reaches "Azure" through the emulator's CONNECT proxy (HTTPS_PROXY,
+// SSL_CERT_FILE), as behind a corporate proxy.
+func (c *Cluster) startKvinject(ctx context.Context) error {
+	emuDir := c.path("emulator")
+	if err := c.start("emulator", filepath.Join(c.opts.Dir, "images", "bin", "e2e"), []string{"emulator",
+		"--seed=" + filepath.Join(c.opts.RepoRoot, "test", "emulator", "testdata", "tutorial.yaml"),
+		"--sa-public-key=" + c.path("pki", "sa.pub"),
+		"--ca-dir=" + c.path("pki"),
+		"--state-dir=" + emuDir,
+	}, nil); err != nil {
+		return err
+	}
+	var ep emulator.Endpoints
+	if err := c.waitFor(ctx, "emulator", 30*time.Second, func(context.Context) error {
+		b, err := os.ReadFile(filepath.Join(emuDir, "admin-address"))
+		if err != nil {
+			return err
+		}
+		c.EmulatorAdmin = strings.TrimSpace(string(b))
+		ep, err = emulator.LoadEndpoints(filepath.Join(emuDir, emulator.EndpointsFileName))
+		return err
+	}); err != nil {
+		return err
+	}
+	c.logf("Azure emulator: Key Vault and Entra ID on %s through the proxy %s, NMI on %s", ep.HTTPS, ep.Proxy, ep.NMI)
+
+	// What a cluster has before kvinject: the workload-identity service account, the
+	// release's namespace, and (without cert-manager here) the webhook's serving
+	// certificate as a kubernetes.io/tls Secret.
+	installs, _ := fs.Glob(manifests.FS, "install/*.yaml")
+	for _, f := range installs {
+		b, _ := manifests.FS.ReadFile(f)
+		out := c.path(filepath.Base(f))
+		if err := os.WriteFile(out, b, 0o644); err != nil {
+			return err
+		}
+		if o, err := c.Kubectl(ctx, "apply", "-f", out); err != nil {
+			return fmt.Errorf("apply %s: %w: %s", f, err, o)
+		}
+	}
+	if err := c.createWebhookSecret(ctx); err != nil {
+		return err
+	}
 	caPEM, err := os.ReadFile(c.path("pki", "ca.crt"))
 	if err != nil {
 		return err
 	}
-	manifest := c.inClusterManifest(ep)
-	if chart {
-		manifest = manifest[:strings.Index(manifest, "---\napiVersion: apps/v1\nkind: DaemonSet")]
-	}
-	file := c.path("kvinject.yaml")
-	if err := os.WriteFile(file, []byte(manifest), 0o644); err != nil {
-		return err
-	}
-	if out, err := c.Kubectl(ctx, "apply", "-f", file); err != nil {
-		return fmt.Errorf("%w: %s", err, out)
-	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(caPEM)
-	addr := fmt.Sprintf("%s:%d", NodeIP, WebhookPort)
-	if err := c.waitForCluster(ctx, "webhook Deployment", 60*time.Second, "app.kubernetes.io/component=webhook", func(context.Context) error {
-		return tlsReachable(addr, pool, "kvinject-webhook.kvinject.svc")
-	}); err != nil {
-		return err
-	}
-	mwc, err := framework.ShippedMutatingWebhook()
+	file, err := c.renderChart(ep, caPEM)
 	if err != nil {
 		return err
 	}
-	for i := range mwc.Webhooks {
-		mwc.Webhooks[i].ClientConfig.CABundle = caPEM
+	if o, err := c.Kubectl(ctx, "apply", "--server-side", "-f", file); err != nil {
+		return fmt.Errorf("apply the chart: %w: %s", err, o)
 	}
-	if _, err := c.Client.AdmissionregistrationV1().MutatingWebhookConfigurations().Create(ctx, mwc, metav1.CreateOptions{}); err != nil {
-		return fmt.Errorf("install the webhook registration: %w", err)
+	c.logf("kvinject: chart charts/kvinject applied (%s)", file)
+	if err := c.waitForCluster(ctx, "webhook", 90*time.Second, "app.kubernetes.io/component=webhook", c.webhookAnswers); err != nil {
+		return err
 	}
-	c.logf("webhook: Deployment kvinject/kvinject-webhook behind Service kvinject-webhook (%s)", addr)
-	if chart {
-		if err := c.installNodePluginFromChart(ctx, ep); err != nil {
-			return err
-		}
+	return c.waitForCluster(ctx, "node plugin", 60*time.Second, "app.kubernetes.io/component=csi-node", c.driverRegistered)
+}
+
+// ChartValues are the values this cluster installs the chart with: the local images,
+// the cluster's kubelet root, the serving certificate from a Secret, and what only a
+// cluster without kube-proxy, DNS or Azure needs (the API server's address, the
+// emulator's proxy and CA).
+func (c *Cluster) ChartValues(ep emulator.Endpoints, caPEM []byte) map[string]any {
+	img := func(ref string) map[string]any {
+		repo, tag, _ := strings.Cut(ref, ":")
+		return map[string]any{"repository": repo, "tag": tag, "pullPolicy": "Never"}
 	}
-	return c.waitForCluster(ctx, "node plugin DaemonSet", 60*time.Second, "app.kubernetes.io/component=csi-node", c.driverRegistered)
+	apiServer := []any{
+		map[string]any{"name": "KUBERNETES_SERVICE_HOST", "value": NodeIP},
+		map[string]any{"name": "KUBERNETES_SERVICE_PORT", "value": fmt.Sprint(APIServerPort)},
+	}
+	return map[string]any{
+		"driverName": DriverName,
+		"webhook": map[string]any{
+			"replicas": 1,
+			"image":    img(image.Webhook),
+			"defaults": map[string]any{"tenantId": TenantID},
+			"certificate": map[string]any{
+				"source": "secret", "secretName": webhookSecret, "caBundle": base64.StdEncoding.EncodeToString(caPEM),
+			},
+			"env": apiServer,
+		},
+		"csi": map[string]any{
+			"image":                  img(image.CSINode),
+			"kubeletRoot":            c.KubeletRoot(),
+			"rotation":               map[string]any{"enabled": true},
+			"nmiEndpoint":            "http://" + ep.NMI,
+			"metricsPort":            CSIMetricsPort,
+			"healthPort":             CSIHealthPort,
+			"secretProviderClassCRD": map[string]any{"install": "true"},
+			"env": append(apiServer,
+				map[string]any{"name": "HTTPS_PROXY", "value": "http://" + ep.Proxy},
+				// The API server is reached directly, as NO_PROXY must say behind any proxy.
+				map[string]any{"name": "NO_PROXY", "value": NodeIP},
+				map[string]any{"name": "SSL_CERT_FILE", "value": e2eCADir + "/ca.crt"}),
+			"extraVolumes":      []any{map[string]any{"name": "e2e-ca", "hostPath": map[string]any{"path": c.path("pki"), "type": "Directory"}}},
+			"extraVolumeMounts": []any{map[string]any{"name": "e2e-ca", "mountPath": e2eCADir, "readOnly": true}},
+		},
+	}
+}
+
+// renderChart renders the whole chart with ChartValues into one file.
+func (c *Cluster) renderChart(ep emulator.Endpoints, caPEM []byte) (string, error) {
+	docs, err := chartrender.Render(chartrender.Options{
+		ChartDir: filepath.Join(c.opts.RepoRoot, chartrender.ChartDir), ReleaseName: Release, Namespace: Namespace,
+		Values: c.ChartValues(ep, caPEM),
+	})
+	if err != nil {
+		return "", err
+	}
+	var out []string
+	for _, d := range docs {
+		out = append(out, "# Source: "+d.Source+"\n"+d.YAML)
+	}
+	file := c.path("kvinject-chart.yaml")
+	return file, os.WriteFile(file, []byte(strings.Join(out, "\n---\n")), 0o644)
+}
+
+// webhookSecret is the kubernetes.io/tls Secret the chart's webhook serves.
+const webhookSecret = "kvinject-webhook-tls"
+
+func (c *Cluster) createWebhookSecret(ctx context.Context) error {
+	crt, err := os.ReadFile(c.path("pki", "webhook.crt"))
+	if err != nil {
+		return err
+	}
+	key, err := os.ReadFile(c.path("pki", "webhook.key"))
+	if err != nil {
+		return err
+	}
+	if _, err := c.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: Namespace}}, metav1.CreateOptions{}); err != nil {
+		return err
+	}
+	_, err = c.Client.CoreV1().Secrets(Namespace).Create(ctx, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: webhookSecret, Namespace: Namespace},
+		Type:       corev1.SecretTypeTLS,
+		Data:       map[string][]byte{corev1.TLSCertKey: crt, corev1.TLSPrivateKeyKey: key},
+	}, metav1.CreateOptions{})
+	return err
+}
+
+// webhookAnswers: the API server calls the webhook through its Service: a dry-run of
+// the tutorial's annotated pod comes back injected.
+func (c *Cluster) webhookAnswers(ctx context.Context) error {
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "webhook-probe", Namespace: "default", Annotations: map[string]string{
+			contract.AnnotationVault: Vault, contract.AnnotationIdentity: "azure-kv",
+			contract.AnnotationSecrets: "DatabaseLogin=DATABASE_LOGIN",
+		}},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: image.Busybox}}},
+	}
+	got, err := c.Client.CoreV1().Pods("default").Create(ctx, pod, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+	if err != nil {
+		return err
+	}
+	if got.Annotations[contract.AnnotationStatus] != contract.StatusInjected {
+		return fmt.Errorf("the dry-run pod was not injected")
+	}
+	return nil
 }
 
 // waitForCluster waits for check, reporting the pods of selector when it times out.
 func (c *Cluster) waitForCluster(ctx context.Context, what string, timeout time.Duration, selector string, check func(context.Context) error) error {
-	ctx2, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	var last error
-	for {
-		if last = check(ctx2); last == nil {
-			return nil
-		}
-		select {
-		case <-ctx2.Done():
-			pods, _ := c.Kubectl(context.Background(), "-n", "kvinject", "describe", "pods", "-l", selector)
-			logs, _ := c.Kubectl(context.Background(), "-n", "kvinject", "logs", "-l", selector, "--tail=30")
-			return fmt.Errorf("%s not ready within %s: %v\n%s\n%s", what, timeout, last, pods, logs)
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
-}
-
-func (c *Cluster) inClusterManifest(ep emulator.Endpoints) string {
-	r := strings.NewReplacer(
-		"RUN", c.run,
-		"KUBELET_ROOT", c.KubeletRoot(),
-		"WEBHOOK_IMAGE", image.Webhook,
-		"CSI_IMAGE", image.CSINode,
-		"NODE_IP", NodeIP,
-		"WEBHOOK_PORT", fmt.Sprint(WebhookPort),
-		"TENANT", TenantID,
-		"DRIVER", DriverName,
-		"NMI", "http://"+ep.NMI,
-		"AZURE_DIAL", ep.HTTPS,
-		"AZURE_CA", ep.CAFile,
-	)
-	return r.Replace(`apiVersion: v1
-kind: Namespace
-metadata:
-  name: kvinject
----
-apiVersion: v1
-kind: Service
-metadata:
-  name: kvinject-webhook
-  namespace: kvinject
-spec:
-  selector: {app.kubernetes.io/name: kvinject, app.kubernetes.io/component: webhook}
-  ports:
-    - {name: https, port: 443, targetPort: WEBHOOK_PORT}
----
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: kvinject-webhook
-  namespace: kvinject
-spec:
-  replicas: 1
-  selector:
-    matchLabels: {app.kubernetes.io/name: kvinject, app.kubernetes.io/component: webhook}
-  template:
-    metadata:
-      labels: {app.kubernetes.io/name: kvinject, app.kubernetes.io/component: webhook}
-    spec:
-      hostNetwork: true
-      terminationGracePeriodSeconds: 2
-      containers:
-        - name: webhook
-          image: WEBHOOK_IMAGE
-          imagePullPolicy: Never
-          args:
-            - --host=NODE_IP
-            - --port=WEBHOOK_PORT
-            - --cert-dir=/etc/kvinject/tls
-            - --kubeconfig=RUN/admin.kubeconfig
-            - --metrics-bind-address=0
-            - --health-probe-bind-address=0
-            - --default-tenant-id=TENANT
-            - --driver-name=DRIVER
-          volumeMounts:
-            - {name: tls, mountPath: /etc/kvinject/tls, readOnly: true}
-            - {name: pki, mountPath: RUN/pki, readOnly: true}
-            - {name: kubeconfig, mountPath: RUN/admin.kubeconfig, readOnly: true}
-      volumes:
-        - {name: tls, hostPath: {path: RUN/webhook-tls, type: Directory}}
-        - {name: pki, hostPath: {path: RUN/pki, type: Directory}}
-        - {name: kubeconfig, hostPath: {path: RUN/admin.kubeconfig, type: File}}
----
-apiVersion: apps/v1
-kind: DaemonSet
-metadata:
-  name: kvinject-csi-node
-  namespace: kvinject
-spec:
-  selector:
-    matchLabels: {app.kubernetes.io/name: kvinject, app.kubernetes.io/component: csi-node}
-  template:
-    metadata:
-      labels: {app.kubernetes.io/name: kvinject, app.kubernetes.io/component: csi-node}
-    spec:
-      hostNetwork: true
-      terminationGracePeriodSeconds: 2
-      containers:
-        - name: csi-node
-          image: CSI_IMAGE
-          imagePullPolicy: Never
-          args:
-            - --node-id=$(NODE_NAME)
-            - --driver-name=DRIVER
-            - --kubelet-root=KUBELET_ROOT
-            - --kubeconfig=RUN/admin.kubeconfig
-            - --metrics-address=
-            - --nmi-endpoint=NMI
-            - --azure-dial-address=AZURE_DIAL
-            - --azure-ca-file=AZURE_CA
-            - --v=2
-          env:
-            - name: NODE_NAME
-              valueFrom: {fieldRef: {fieldPath: spec.nodeName}}
-          securityContext:
-            privileged: true
-          volumeMounts:
-            - {name: kubelet, mountPath: KUBELET_ROOT, mountPropagation: Bidirectional}
-            - {name: pki, mountPath: RUN/pki, readOnly: true}
-            - {name: kubeconfig, mountPath: RUN/admin.kubeconfig, readOnly: true}
-            - {name: emulator, mountPath: RUN/emulator, readOnly: true}
-      volumes:
-        - {name: kubelet, hostPath: {path: KUBELET_ROOT, type: Directory}}
-        - {name: pki, hostPath: {path: RUN/pki, type: Directory}}
-        - {name: kubeconfig, hostPath: {path: RUN/admin.kubeconfig, type: File}}
-        - {name: emulator, hostPath: {path: RUN/emulator, type: Directory}}
-`)
-}
-
-// tlsReachable completes a TLS handshake with addr, verifying serverName against pool.
-func tlsReachable(addr string, pool *x509.CertPool, serverName string) error {
-	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: time.Second}, "tcp", addr, &tls.Config{RootCAs: pool, ServerName: serverName})
+	err := testkit.Poll(ctx, 200*time.Millisecond, timeout, what, check)
 	if err != nil {
-		return err
+		pods, _ := c.Kubectl(context.Background(), "-n", Namespace, "describe", "pods", "-l", selector)
+		logs, _ := c.Kubectl(context.Background(), "-n", Namespace, "logs", "-l", selector, "--tail=30")
+		return fmt.Errorf("%w\n%s\n%s", err, pods, logs)
 	}
-	return conn.Close()
+	return nil
 }
 
 // driverRegistered reports whether the node plugin has registered with the kubelet.
@@ -221,4 +235,26 @@ func (c *Cluster) driverRegistered(ctx context.Context) error {
 		}
 	}
 	return fmt.Errorf("driver %s not registered with the kubelet yet", DriverName)
+}
+
+// Kubectl runs the cluster's kubectl with the admin kubeconfig and returns its
+// standard output; on failure the error carries its standard error.
+func (c *Cluster) Kubectl(ctx context.Context, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, c.KubectlPath(), append([]string{"--kubeconfig=" + c.Kubeconfig}, args...)...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return string(out), fmt.Errorf("kubectl %s: %w: %s", strings.Join(args, " "), err, stderr.String())
+	}
+	return string(out), nil
+}
+
+// KubectlPath is the kubectl binary of the tools folder.
+func (c *Cluster) KubectlPath() string {
+	if c.opts.ToolsDir != "" {
+		return c.tool("kubectl")
+	}
+	b, _ := os.ReadFile(c.path("tools-dir"))
+	return filepath.Join(strings.TrimSpace(string(b)), "kubectl")
 }

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +12,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/kvinject/kvinject/internal/testkit"
 )
 
 // Proc is a process the harness started, identified by PID and start time (so a
@@ -139,14 +142,12 @@ func (p Proc) stop(grace time.Duration) error {
 }
 
 func waitGone(p Proc, d time.Duration) bool {
-	deadline := time.Now().Add(d)
-	for time.Now().Before(deadline) {
-		if !p.alive() {
-			return true
+	return testkit.Poll(context.Background(), 50*time.Millisecond, d, p.Name+" exits", func(context.Context) error {
+		if p.alive() {
+			return errors.New("alive")
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return !p.alive()
+		return nil
+	}) == nil
 }
 
 // tail returns the last n lines of a log file, for error messages.
