@@ -64,6 +64,7 @@ func TestNodePublishValidation(t *testing.T) {
 			r.VolumeCapability.AccessType = &csi.VolumeCapability_Block{Block: &csi.VolumeCapability_BlockVolume{}}
 		}, codes.InvalidArgument, "only mount volumes"},
 		{"not read-only", func(r *csi.NodePublishVolumeRequest) { r.Readonly = false }, codes.InvalidArgument, "must be read-only"},
+		{"persistent volume", func(r *csi.NodePublishVolumeRequest) { r.VolumeContext[contract.ContextEphemeral] = "false" }, codes.InvalidArgument, "inline (ephemeral) volumes only"},
 		{"no pod info", func(r *csi.NodePublishVolumeRequest) { delete(r.VolumeContext, contract.ContextPodUID) }, codes.InvalidArgument, "podInfoOnMount"},
 		{"target of another pod", func(r *csi.NodePublishVolumeRequest) {
 			r.TargetPath = KubeletTargetPath(f.root, "other-uid", "kvinject-secrets")

@@ -32,6 +32,8 @@ func validatePublish(req *csi.NodePublishVolumeRequest) error {
 		return fmt.Errorf("%w: only mount volumes are supported, not block", ErrInvalidVolume)
 	case !req.GetReadonly():
 		return fmt.Errorf("%w: the volume must be read-only; set readOnly: true on the CSI volume", ErrInvalidVolume)
+	case req.GetVolumeContext()[contract.ContextEphemeral] == "false":
+		return fmt.Errorf("%w: kvinject serves inline (ephemeral) volumes only, not a PersistentVolume; use a csi volume in the pod spec", ErrInvalidVolume)
 	}
 	return nil
 }

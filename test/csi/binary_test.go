@@ -80,120 +80,140 @@ func TestBinaryEndToEnd(t *testing.T) {
 	}
 	var returned []string
 	var reqs []*csiapi.NodePublishVolumeRequest
-	for _, v := range good {
-		req := v.request(t, root)
-		if _, err := node.NodePublishVolume(ctx, req); err != nil {
-			t.Fatalf("publish %s: %v", v.name, err)
-		}
-		if got := readVolume(t, req.TargetPath); got["DATABASE_PASSWORD"] != "MyP@ssword123456" {
-			t.Fatalf("%s: files %v", v.name, got)
-		}
-		reqs = append(reqs, req)
-	}
-	for _, v := range bad {
-		_, err := node.NodePublishVolume(ctx, v.request(t, root))
-		if err == nil {
-			t.Fatalf("publish %s succeeded", v.name)
-		}
-		returned = append(returned, err.Error())
-	}
-
-	// Restart: the mounts survive the process.
-	if err := cmd.Process.Signal(os.Interrupt); err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("csi-node exit: %v", err)
-	}
-	for _, req := range reqs {
-		if got := readVolume(t, req.TargetPath); got["DATABASE_LOGIN"] != "MyDBLoginName" {
-			t.Fatalf("after the plugin stopped %s shows %v", req.TargetPath, got)
+	var metricsText []byte
+	phase := func(name string, f func(t *testing.T)) {
+		if !t.Run(name, f) {
+			t.FailNow()
 		}
 	}
+	phase("publish with every identity mode", func(t *testing.T) {
+		for _, v := range good {
+			req := v.request(t, root)
+			if _, err := node.NodePublishVolume(ctx, req); err != nil {
+				t.Fatalf("publish %s: %v", v.name, err)
+			}
+			if got := readVolume(t, req.TargetPath); got["DATABASE_PASSWORD"] != "MyP@ssword123456" {
+				t.Fatalf("%s: files %v", v.name, got)
+			}
+			reqs = append(reqs, req)
+		}
+	})
+	phase("failures", func(t *testing.T) {
+		for _, v := range bad {
+			_, err := node.NodePublishVolume(ctx, v.request(t, root))
+			if err == nil {
+				t.Fatalf("publish %s succeeded", v.name)
+			}
+			returned = append(returned, err.Error())
+		}
+	})
+	phase("mounts survive the plugin's exit", func(t *testing.T) {
+		if err := cmd.Process.Signal(os.Interrupt); err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Wait(); err != nil {
+			t.Fatalf("csi-node exit: %v", err)
+		}
+		for _, req := range reqs {
+			if got := readVolume(t, req.TargetPath); got["DATABASE_LOGIN"] != "MyDBLoginName" {
+				t.Fatalf("after the plugin stopped %s shows %v", req.TargetPath, got)
+			}
+		}
+	})
+	// Restarted for the rest of the test.
 	runBinary(t, bin, socket, &logs, w.env(), args...)
 	node = nodeClient(t, socket)
-	if _, err := w.emu.SetSecret(vault, "DatabasePassword", "rotated-after-restart", emulator.SecretOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	for _, req := range reqs {
-		if _, err := node.NodePublishVolume(ctx, req); err != nil {
-			t.Fatalf("republish after restart: %v", err)
+	phase("rotation after the restart", func(t *testing.T) {
+		if _, err := w.emu.SetSecret(vault, "DatabasePassword", "rotated-after-restart", emulator.SecretOptions{}); err != nil {
+			t.Fatal(err)
 		}
-		if got := readVolume(t, req.TargetPath); got["DATABASE_PASSWORD"] != "rotated-after-restart" {
-			t.Fatalf("after restart and rotation %s shows %v", req.TargetPath, got)
-		}
-	}
-	// A failed refresh after restart keeps the files and reports success.
-	if err := w.emu.SetEnabled(vault, emulator.ObjectSecret, "DatabasePassword", "", false); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := node.NodePublishVolume(ctx, reqs[0]); err != nil {
-		t.Fatalf("failed refresh: %v", err)
-	}
-	for _, req := range reqs {
-		for i := 0; i < 2; i++ {
-			if _, err := node.NodeUnpublishVolume(ctx, &csiapi.NodeUnpublishVolumeRequest{VolumeId: req.VolumeId, TargetPath: req.TargetPath}); err != nil {
-				t.Fatalf("unpublish: %v", err)
+		for _, req := range reqs {
+			if _, err := node.NodePublishVolume(ctx, req); err != nil {
+				t.Fatalf("republish after restart: %v", err)
+			}
+			if got := readVolume(t, req.TargetPath); got["DATABASE_PASSWORD"] != "rotated-after-restart" {
+				t.Fatalf("after restart and rotation %s shows %v", req.TargetPath, got)
 			}
 		}
-		if _, err := os.Lstat(req.TargetPath); !os.IsNotExist(err) {
-			t.Fatalf("%s still exists after unpublish", req.TargetPath)
+	})
+	phase("a failed refresh keeps the files", func(t *testing.T) {
+		if err := w.emu.SetEnabled(vault, emulator.ObjectSecret, "DatabasePassword", "", false); err != nil {
+			t.Fatal(err)
 		}
-	}
-
-	resp, err := http.Get("http://" + metricsAddr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	metricsText, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	for _, want := range []string{
-		`kvinject_csi_node_publish_total{outcome="refreshed"} 4`,
-		`kvinject_csi_node_publish_total{outcome="refresh_failed"} 1`,
-		`kvinject_keyvault_requests_total{object_type="secrets",status="200"}`,
-		`kvinject_keyvault_requests_total{object_type="secrets",status="403"}`,
-		`kvinject_keyvault_requests_total{object_type="secrets",status="401"}`,
-		`kvinject_keyvault_request_duration_seconds_bucket{object_type="secrets"`,
-		`kvinject_csi_node_unpublish_total{outcome="unpublished"} 8`,
-	} {
-		if !strings.Contains(string(metricsText), want) {
-			t.Errorf("metrics lack %s", want)
+		if _, err := node.NodePublishVolume(ctx, reqs[0]); err != nil {
+			t.Fatalf("failed refresh: %v", err)
 		}
-	}
-
-	// Nothing sensitive anywhere.
-	jwtParts := strings.Split(saToken, ".")
-	sensitive := map[string]string{
-		"service-account token": saToken, "token payload": jwtParts[1], "token signature": jwtParts[2],
-		"client secret": spSecret, "outsider secret": outsiderKey, "wrong client secret": "not-the-secret-",
-		"secret value login": "MyDBLoginName", "secret value password": "MyP@ssword123456", "rotated value": "rotated-after-restart",
-		"disabled value": "never-served-value",
-	}
-	logText := logs.String()
-	if !strings.Contains(logText, "Published volume") || !strings.Contains(logText, "CSI call") {
-		t.Fatalf("the logs were not captured at verbosity 10:\n%s", logText)
-	}
-	for what, s := range sensitive {
-		if strings.Contains(logText, s) {
-			t.Errorf("the logs contain the %s", what)
+		if got := readVolume(t, reqs[0].TargetPath); got["DATABASE_PASSWORD"] != "rotated-after-restart" {
+			t.Fatalf("after a failed refresh: %v", got)
 		}
-		if strings.Contains(string(metricsText), s) {
-			t.Errorf("the metrics contain the %s", what)
-		}
-		for _, e := range returned {
-			if strings.Contains(e, s) {
-				t.Errorf("a returned error contains the %s: %s", what, e)
+	})
+	phase("unpublish, twice", func(t *testing.T) {
+		for _, req := range reqs {
+			for i := 0; i < 2; i++ {
+				if _, err := node.NodeUnpublishVolume(ctx, &csiapi.NodeUnpublishVolumeRequest{VolumeId: req.VolumeId, TargetPath: req.TargetPath}); err != nil {
+					t.Fatalf("unpublish: %v", err)
+				}
+			}
+			if _, err := os.Lstat(req.TargetPath); !os.IsNotExist(err) {
+				t.Fatalf("%s still exists after unpublish", req.TargetPath)
 			}
 		}
-	}
-	if t.Failed() {
-		t.Logf("logs:\n%s\nerrors:\n%s", logText, strings.Join(returned, "\n"))
-	}
-	// Kubernetes access tokens of Entra ID (JWTs) never appear either.
-	if strings.Contains(logText, "eyJ") {
-		t.Errorf("the logs contain something that looks like a JWT")
-	}
-	t.Logf("checked %d log lines, %d returned errors and %d bytes of metrics", strings.Count(logText, "\n"), len(returned), len(metricsText))
+	})
+	phase("metrics", func(t *testing.T) {
+		resp, err := http.Get("http://" + metricsAddr + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		metricsText, _ = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		for _, want := range []string{
+			`kvinject_csi_node_publish_total{outcome="refreshed"} 4`,
+			`kvinject_csi_node_publish_total{outcome="refresh_failed"} 1`,
+			`kvinject_keyvault_requests_total{object_type="secrets",status="200"}`,
+			`kvinject_keyvault_requests_total{object_type="secrets",status="403"}`,
+			`kvinject_keyvault_requests_total{object_type="secrets",status="401"}`,
+			`kvinject_keyvault_request_duration_seconds_bucket{object_type="secrets"`,
+			`kvinject_csi_node_unpublish_total{outcome="unpublished"} 8`,
+		} {
+			if !strings.Contains(string(metricsText), want) {
+				t.Errorf("metrics lack %s", want)
+			}
+		}
+	})
+	phase("nothing sensitive in logs, errors or metrics", func(t *testing.T) {
+		jwtParts := strings.Split(saToken, ".")
+		sensitive := map[string]string{
+			"service-account token": saToken, "token payload": jwtParts[1], "token signature": jwtParts[2],
+			"client secret": spSecret, "outsider secret": outsiderKey, "wrong client secret": "not-the-secret-",
+			"secret value login": "MyDBLoginName", "secret value password": "MyP@ssword123456", "rotated value": "rotated-after-restart",
+			"disabled value": "never-served-value",
+		}
+		logText := logs.String()
+		if !strings.Contains(logText, "Published volume") || !strings.Contains(logText, "CSI call") {
+			t.Fatalf("the logs were not captured at verbosity 10:\n%s", logText)
+		}
+		for what, s := range sensitive {
+			if strings.Contains(logText, s) {
+				t.Errorf("the logs contain the %s", what)
+			}
+			if strings.Contains(string(metricsText), s) {
+				t.Errorf("the metrics contain the %s", what)
+			}
+			for _, e := range returned {
+				if strings.Contains(e, s) {
+					t.Errorf("a returned error contains the %s: %s", what, e)
+				}
+			}
+		}
+		if t.Failed() {
+			t.Logf("logs:\n%s\nerrors:\n%s", logText, strings.Join(returned, "\n"))
+		}
+		// Kubernetes access tokens of Entra ID (JWTs) never appear either.
+		if strings.Contains(logText, "eyJ") {
+			t.Errorf("the logs contain something that looks like a JWT")
+		}
+		t.Logf("checked %d log lines, %d returned errors and %d bytes of metrics", strings.Count(logText, "\n"), len(returned), len(metricsText))
+	})
 }
 
 func nodeClient(t *testing.T, socket string) csiapi.NodeClient {

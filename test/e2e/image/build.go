@@ -1,6 +1,8 @@
 package image
 
 import (
+	"github.com/kvinject/kvinject/internal/testkit"
+
 	"context"
 	"fmt"
 	"os"
@@ -48,12 +50,8 @@ func BuildAll(ctx context.Context, o BuildOptions) ([]Built, error) {
 		return nil, err
 	}
 	logf("building static binaries: pause, webhook, csi-node, e2e (the emulator host)")
-	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", binDir+"/",
-		"./test/e2e/pause", "./cmd/webhook", "./cmd/csi-node", "./test/cmd/e2e")
-	cmd.Dir = o.RepoRoot
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("go build: %w\n%s", err, out)
+	if err := testkit.Build(ctx, binDir, "./test/e2e/pause", "./cmd/webhook", "./cmd/csi-node", "./test/cmd/e2e"); err != nil {
+		return nil, err
 	}
 	applets, err := busyboxApplets(ctx)
 	if err != nil {
