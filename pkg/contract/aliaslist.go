@@ -67,6 +67,12 @@ func ParseAliasList(list string, maxEntries int) ([]Object, error) {
 			return nil, &EntryError{Entry: n, Text: text,
 				Rule: fmt.Sprintf("the file name %q is already used by entry %d; give one of them another name with \"=alias\"", file, first)}
 		}
+		for j, prev := range objects {
+			if SameObject(prev, o) {
+				return nil, &EntryError{Entry: n, Text: text,
+					Rule: fmt.Sprintf("entry %d already reads %s %q (same version, format and encoding); list it once", j+1, o.ObjectType(), o.Name)}
+			}
+		}
 		files[file] = n
 		objects = append(objects, o)
 	}

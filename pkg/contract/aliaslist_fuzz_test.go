@@ -47,7 +47,7 @@ func FuzzParseAliasList(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		back, err := ParseObjects(attr)
+		back, err := ParseObjects(attr, max)
 		if err != nil {
 			t.Fatalf("the volume attribute of an accepted list does not parse: %v\n%s", err, attr)
 		}

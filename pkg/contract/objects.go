@@ -44,6 +44,10 @@ const (
 // ErrInvalidObject is wrapped by every validation error of this package.
 var ErrInvalidObject = errors.New("invalid object")
 
+// ErrTooManyObjects is wrapped, with ErrInvalidObject, by the error of an objects
+// attribute over its bounds.
+var ErrTooManyObjects = errors.New("too many objects")
+
 // Object is one Key Vault object of a volume, in the Azure provider's vocabulary. The
 // zero values of the optional fields mean the defaults: type secret, latest version,
 // alias = name, format pem, encoding utf-8, the volume's default file mode.
@@ -372,16 +376,47 @@ func octalMode(s string) bool {
 	return true
 }
 
-// ParseObjects parses and validates the "objects" attribute. Every object is validated,
-// and two objects may not share a file name. Unknown fields are errors, so a typo is
-// reported instead of silently ignored.
-func ParseObjects(s string) ([]Object, error) {
+// MaxObjectBytes bounds the YAML of one object in the objects attribute: every field at
+// its longest takes about 600 bytes.
+const MaxObjectBytes = 1024
+
+// MaxObjectsBytes is the longest objects attribute with maxObjects objects: anything
+// longer is refused before it is parsed.
+func MaxObjectsBytes(maxObjects int) int { return 64 + maxObjects*MaxObjectBytes }
+
+// SameObject reports whether two objects read the same thing from Key Vault and render
+// it the same way (type, name, version, format, encoding): a second alias of one
+// object is a second read for nothing, and a way to multiply a volume's size.
+func SameObject(a, b Object) bool {
+	return a.ObjectType() == b.ObjectType() && strings.EqualFold(a.Name, b.Name) && strings.EqualFold(a.Version, b.Version) &&
+		orDefault(a.Format, FormatPEM) == orDefault(b.Format, FormatPEM) && orDefault(a.Encoding, EncodingUTF8) == orDefault(b.Encoding, EncodingUTF8)
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+// ParseObjects parses and validates the "objects" attribute, which a pod author may
+// have written by hand: it is bounded before it is parsed (MaxObjectsBytes, then at
+// most maxObjects objects), every object is validated, two objects may not share a file
+// name, and no object may be listed twice (SameObject). Unknown fields are errors, so
+// a typo is reported instead of silently ignored.
+func ParseObjects(s string, maxObjects int) ([]Object, error) {
+	if limit := MaxObjectsBytes(maxObjects); len(s) > limit {
+		return nil, fmt.Errorf("%w: %w: objects is %d bytes long; at most %d are allowed for %d objects", ErrInvalidObject, ErrTooManyObjects, len(s), limit, maxObjects)
+	}
 	var arr objectArray
 	if err := yaml.UnmarshalStrict([]byte(s), &arr); err != nil {
 		return nil, fmt.Errorf("%w: objects is not a YAML \"array:\" of objects: %w", ErrInvalidObject, err)
 	}
 	if len(arr.Array) == 0 {
 		return nil, fmt.Errorf("%w: objects lists no object", ErrInvalidObject)
+	}
+	if len(arr.Array) > maxObjects {
+		return nil, fmt.Errorf("%w: %w: objects lists %d objects; at most %d are allowed", ErrInvalidObject, ErrTooManyObjects, len(arr.Array), maxObjects)
 	}
 	objects := make([]Object, 0, len(arr.Array))
 	seen := make(map[string]int, len(arr.Array))
@@ -395,6 +430,11 @@ func ParseObjects(s string) ([]Object, error) {
 		}
 		if j, dup := seen[o.FileName()]; dup {
 			return nil, fmt.Errorf("%w: objects[%d] and objects[%d] both write the file %q; give one an objectAlias", ErrInvalidObject, j, i, o.FileName())
+		}
+		for j, prev := range objects {
+			if SameObject(prev, o) {
+				return nil, fmt.Errorf("%w: objects[%d] and objects[%d] both read %s %q (same version, format and encoding); list it once", ErrInvalidObject, j, i, o.ObjectType(), o.Name)
+			}
 		}
 		seen[o.FileName()] = i
 		objects = append(objects, o)

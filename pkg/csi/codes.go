@@ -24,6 +24,8 @@ func codeOf(err error) codes.Code {
 		return codes.InvalidArgument
 	case errors.Is(err, ErrClass):
 		return codes.FailedPrecondition
+	case errors.Is(err, keyvault.ErrTooLarge), errors.Is(err, ErrNoSpace):
+		return codes.ResourceExhausted
 	case errors.Is(err, keyvault.ErrNotFound):
 		return codes.NotFound
 	case errors.Is(err, keyvault.ErrForbidden), errors.Is(err, keyvault.ErrDisabled):

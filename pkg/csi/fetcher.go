@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
@@ -15,74 +16,91 @@ import (
 // ObjectFetcher fetches and renders a volume's objects with the pod's identity. It
 // returns every file or none. Implementations are safe for concurrent use.
 type ObjectFetcher interface {
-	Fetch(ctx context.Context, p Parameters, id identity.Request) ([]keyvault.File, error)
+	Fetch(ctx context.Context, p Parameters, id identity.Request, o FetchOptions) (*keyvault.Fetched, error)
+}
+
+// FetchOptions are a fetch's per-call settings.
+type FetchOptions struct {
+	// Fresh reads every object from Key Vault now (a first publish, or changed
+	// parameters); otherwise an object the same identity read within the rotation
+	// interval serves.
+	Fresh bool
+	// MaxBytes bounds the files in pages (0 = none).
+	MaxBytes int64
 }
 
 // AzureFetcherOptions configures NewAzureFetcher. The zero value talks to Azure with
-// azcore's defaults.
+// the package defaults.
 type AzureFetcherOptions struct {
-	// Transport carries every request to Entra ID and Key Vault; nil uses azcore's
-	// default. Tests route it to the emulator.
+	// Transport carries every request to Entra ID and Key Vault: one per node. Nil
+	// uses azcore's default. Tests route it to the emulator.
 	Transport policy.Transporter
 	// NMIEndpoint and NMIClient reach AAD Pod Identity's NMI.
 	NMIEndpoint string
 	NMIClient   *http.Client
 	// Concurrency bounds the Key Vault requests in flight per volume.
 	Concurrency int
+	// MaxRequestsInFlight and MaxBytesInFlight bound the node as a whole.
+	MaxRequestsInFlight int
+	MaxBytesInFlight    int64
+	// ObjectTTL is how long an object read serves refreshes of the same identity: the
+	// rotation interval.
+	ObjectTTL time.Duration
 	// Metrics receives the Key Vault request metrics; nil records nothing.
 	Metrics *Metrics
-	// Retry overrides azcore's retry options when non-nil.
+	// Retry overrides the Key Vault clients' retry options (nil = none: the node's
+	// per-vault backoff decides when a vault is asked again).
 	Retry *policy.RetryOptions
-	// NewCredential is the token source seam (nil = identity.NewCredential).
-	NewCredential func(identity.Request, identity.Options) (azcore.TokenCredential, error)
 	// NewSource is the Key Vault client seam (nil = keyvault.NewSource).
 	NewSource func(vault string, cred azcore.TokenCredential, opts keyvault.SourceOptions) (keyvault.Source, error)
+	// Now is the clock of the caches and of the per-vault backoff (nil = time.Now).
+	Now func() time.Time
 }
 
-// NewAzureFetcher returns the ObjectFetcher that uses azidentity or NMI for the token
-// and the Azure SDK's Key Vault clients for the objects.
-func NewAzureFetcher(opts AzureFetcherOptions) ObjectFetcher {
-	if opts.NewCredential == nil {
-		opts.NewCredential = identity.NewCredential
-	}
-	if opts.NewSource == nil {
-		opts.NewSource = keyvault.NewSource
-	}
+// AzureFetcher is the ObjectFetcher of the running plugin: credentials cached per
+// identity (identity.Cache) and Key Vault read through the node's pool
+// (keyvault.Pool), so that tokens, clients, connections and objects are reused across
+// publishes and volumes, and never across identities.
+type AzureFetcher struct {
+	opts  AzureFetcherOptions
+	creds *identity.Cache
+	pool  *keyvault.Pool
+	gate  *keyvault.Gate
+}
+
+// NewAzureFetcher returns the fetcher.
+func NewAzureFetcher(opts AzureFetcherOptions) *AzureFetcher {
 	if opts.Concurrency < 1 {
 		opts.Concurrency = DefaultMaxConcurrentFetches
 	}
-	return &azureFetcher{opts: opts}
+	gate := keyvault.NewGate(keyvault.GateOptions{MaxRequestsInFlight: opts.MaxRequestsInFlight, OnSkip: opts.Metrics.backoffSkip, Now: opts.Now})
+	var perRetry []policy.Policy
+	if opts.Metrics != nil {
+		perRetry = append(perRetry, opts.Metrics.RequestPolicy())
+	}
+	return &AzureFetcher{
+		opts:  opts,
+		creds: identity.NewCache(identity.CacheOptions{Transport: opts.Transport, NMIEndpoint: opts.NMIEndpoint, NMIClient: opts.NMIClient, Now: opts.Now}),
+		gate:  gate,
+		pool: keyvault.NewPool(keyvault.PoolOptions{
+			Transport: opts.Transport, Gate: gate, PerRetryPolicies: perRetry, ObjectTTL: opts.ObjectTTL,
+			MaxBytesInFlight: opts.MaxBytesInFlight, Retry: opts.Retry, NewSource: opts.NewSource, Now: opts.Now,
+		}),
+	}
 }
 
-type azureFetcher struct{ opts AzureFetcherOptions }
+// Pool is the fetcher's Key Vault pool (for its statistics).
+func (f *AzureFetcher) Pool() *keyvault.Pool { return f.pool }
 
-func (f *azureFetcher) Fetch(ctx context.Context, p Parameters, id identity.Request) ([]keyvault.File, error) {
-	cred, err := f.opts.NewCredential(id, identity.Options{
-		Cloud:       p.Cloud.Configuration,
-		Transport:   f.opts.Transport,
-		NMIEndpoint: f.opts.NMIEndpoint,
-		NMIClient:   f.opts.NMIClient,
-	})
+// Fetch implements ObjectFetcher.
+func (f *AzureFetcher) Fetch(ctx context.Context, p Parameters, id identity.Request, o FetchOptions) (*keyvault.Fetched, error) {
+	key, cred, err := f.creds.Credential(id, p.Cloud.Configuration)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", id.Describe(), err)
 	}
-	var perRetry []policy.Policy
-	if f.opts.Metrics != nil {
-		perRetry = append(perRetry, f.opts.Metrics.RequestPolicy())
-	}
-	src, err := f.opts.NewSource(p.Vault, cred, keyvault.SourceOptions{
-		Cloud:            p.Cloud,
-		Transport:        f.opts.Transport,
-		PerRetryPolicies: perRetry,
-		Retry:            f.opts.Retry,
-	})
-	if err != nil {
-		return nil, err
-	}
-	files, err := keyvault.Fetch(ctx, src, p.Objects, keyvault.FetchOptions{
-		Vault:       p.Vault,
-		Identity:    id.Describe(),
-		Concurrency: f.opts.Concurrency,
+	fetched, err := f.pool.Fetch(ctx, keyvault.FetchRequest{
+		Vault: p.Vault, Cloud: p.Cloud, Identity: key, Credential: cred, Describe: id.Describe(),
+		Objects: p.Objects, Fresh: o.Fresh, MaxBytes: o.MaxBytes, Concurrency: f.opts.Concurrency,
 	})
 	if err != nil {
 		// NMI tells which identity it used: name it, so the message says whom to grant.
@@ -91,7 +109,7 @@ func (f *azureFetcher) Fetch(ctx context.Context, p Parameters, id identity.Requ
 			forEachObjectError(err, func(oe *keyvault.ObjectError) { oe.Identity = who })
 		}
 	}
-	return files, err
+	return fetched, err
 }
 
 // forEachObjectError calls fn on every *keyvault.ObjectError in err's tree.

@@ -45,6 +45,7 @@ type KubeClient struct {
 	tokenFile string // bearer token re-read on every request (projected tokens rotate)
 	component string
 	node      string
+	events    eventCounts
 }
 
 // KubeClientOptions configures NewKubeClient.
@@ -222,8 +223,17 @@ func (e *apiError) Error() string {
 	return fmt.Sprintf("API server answered %d %s: %s", e.Code, e.Reason, e.Message)
 }
 
+// doPatch sends a JSON merge patch.
+func (c *KubeClient) doPatch(ctx context.Context, path string, patch any) error {
+	return c.send(ctx, http.MethodPatch, path, "application/merge-patch+json", patch, nil)
+}
+
 // do sends one request and decodes a JSON answer into out (when non-nil).
 func (c *KubeClient) do(ctx context.Context, method, path string, body, out any) error {
+	return c.send(ctx, method, path, "application/json", body, out)
+}
+
+func (c *KubeClient) send(ctx context.Context, method, path, contentType string, body, out any) error {
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
@@ -238,7 +248,7 @@ func (c *KubeClient) do(ctx context.Context, method, path string, body, out any)
 	}
 	req.Header.Set("Accept", "application/json")
 	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Content-Type", contentType)
 	}
 	req.Header.Set("User-Agent", "kvinject-csi-node/"+version.Get())
 	token := c.token

@@ -94,7 +94,7 @@ contexts:
 			t.Errorf("Parameters(%s) = %v, want %q", name, err, want)
 		}
 	}
-	kc.Warning(t.Context(), PodInfo{Name: "web", Namespace: "default", UID: "u-1"}, ReasonRefreshFailed, "refresh failed")
+	kc.Event(t.Context(), PodInfo{Name: "web", Namespace: "default", UID: "u-1"}, EventWarning, ReasonRefreshFailed, "refresh failed")
 	if len(*events) != 1 {
 		t.Fatalf("events %v", *events)
 	}

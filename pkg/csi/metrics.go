@@ -17,6 +17,7 @@ const (
 	OutcomePublished     = "published"      // first publish: mounted and written
 	OutcomeRefreshed     = "refreshed"      // republish with new content, swapped in
 	OutcomeUnchanged     = "unchanged"      // republish, content identical, nothing written
+	OutcomeNotDue        = "not_due"        // republish before the volume's refresh is due: no Azure call
 	OutcomeRefreshFailed = "refresh_failed" // republish failed; the complete old set is kept
 	OutcomeFailed        = "failed"         // the request failed
 )
@@ -32,6 +33,7 @@ type Metrics struct {
 	unpublishes     *prometheus.CounterVec
 	kvRequests      *prometheus.CounterVec
 	kvDuration      *prometheus.HistogramVec
+	kvBackoff       prometheus.Counter
 }
 
 // NewMetrics registers the plugin's metrics, with the Go and process collectors, on a
@@ -41,7 +43,7 @@ func NewMetrics() *Metrics {
 		Registry: prometheus.NewRegistry(),
 		publishes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kvinject_csi_node_publish_total",
-			Help: "NodePublishVolume calls by outcome (published, refreshed, unchanged, refresh_failed, failed).",
+			Help: "NodePublishVolume calls by outcome (published, refreshed, unchanged, not_due, refresh_failed, failed).",
 		}, []string{"outcome"}),
 		publishDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "kvinject_csi_node_publish_duration_seconds",
@@ -62,7 +64,11 @@ func NewMetrics() *Metrics {
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 		}, []string{"object_type"}),
 	}
-	m.Registry.MustRegister(m.publishes, m.publishDuration, m.unpublishes, m.kvRequests, m.kvDuration,
+	m.kvBackoff = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "kvinject_keyvault_requests_not_sent_total",
+		Help: "Key Vault requests not sent because their vault was backing off after a 429, a 5xx or a failed connection.",
+	})
+	m.Registry.MustRegister(m.publishes, m.publishDuration, m.unpublishes, m.kvRequests, m.kvDuration, m.kvBackoff,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -73,6 +79,13 @@ func (m *Metrics) observePublish(outcome string, d time.Duration) {
 	}
 	m.publishes.WithLabelValues(outcome).Inc()
 	m.publishDuration.WithLabelValues(outcome).Observe(d.Seconds())
+}
+
+// backoffSkip counts a request the node's backoff did not send.
+func (m *Metrics) backoffSkip() {
+	if m != nil {
+		m.kvBackoff.Inc()
+	}
 }
 
 func (m *Metrics) observeUnpublish(outcome string) {

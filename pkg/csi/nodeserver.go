@@ -11,6 +11,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"k8s.io/klog/v2"
+
+	"github.com/kvinject/kvinject/pkg/contract"
 )
 
 // NodeOptions configures a NodeServer. Mounter and Fetcher are required.
@@ -26,6 +28,11 @@ type NodeOptions struct {
 	// TokenAudience is the audience of the service-account token used for workload
 	// identity ("" = contract.DefaultTokenAudience).
 	TokenAudience string
+	// MaxObjects bounds the objects of a volume (0 = contract.DefaultMaxObjects).
+	MaxObjects int
+	// RotationPollInterval is how often a republished volume asks Key Vault (0 =
+	// DefaultRotationPollInterval); republishes in between read nothing.
+	RotationPollInterval time.Duration
 	// Mounter mounts the tmpfs (the mount seam).
 	Mounter Mounter
 	// Fetcher gets the objects with the pod's identity (the Key Vault and token seam).
@@ -42,14 +49,16 @@ type NodeOptions struct {
 	Now func() time.Time
 }
 
-// NodeServer is the CSI Node service. It keeps no state in memory that a restart would
-// lose: whether a target is published is read from the mount table and the volume's
-// "..data" link. Calls for one target path are serialized; different targets proceed
-// in parallel.
+// NodeServer is the CSI Node service. Whether a target is published is read from the
+// mount table and the volume's "..data" link; the only state in memory is when each
+// volume's next refresh is due, which a restart loses at the cost of one refresh per
+// volume. Calls for one target path are serialized; different targets proceed in
+// parallel.
 type NodeServer struct {
 	csi.UnimplementedNodeServer
-	opts  NodeOptions
-	locks keyedMutex
+	opts     NodeOptions
+	locks    keyedMutex
+	schedule *schedule
 }
 
 // NewNodeServer returns the Node service.
@@ -60,7 +69,13 @@ func NewNodeServer(opts NodeOptions) (*NodeServer, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &NodeServer{opts: opts}, nil
+	if opts.MaxObjects <= 0 {
+		opts.MaxObjects = contract.DefaultMaxObjects
+	}
+	if opts.RotationPollInterval <= 0 {
+		opts.RotationPollInterval = DefaultRotationPollInterval
+	}
+	return &NodeServer{opts: opts, schedule: newSchedule(opts.RotationPollInterval, opts.Now)}, nil
 }
 
 // NodeGetInfo returns the node ID; the plugin sets no volume limit and no topology.
@@ -107,11 +122,15 @@ func (s *NodeServer) NodePublishVolume(ctx context.Context, req *csi.NodePublish
 	if err != nil {
 		return p.keepOld(ctx, err)
 	}
+	if p.notDue(params, id) {
+		return p.skipped()
+	}
 	ctx = klog.NewContext(ctx, p.log)
 	files, err := p.fetch(ctx, params, id)
 	if err != nil {
 		return p.keepOld(ctx, err)
 	}
+	defer files.Release()
 	if err := p.ensureMounted(); err != nil {
 		return p.keepOld(ctx, err)
 	}
@@ -123,7 +142,7 @@ func (s *NodeServer) NodePublishVolume(ctx context.Context, req *csi.NodePublish
 	if err := p.write(files); err != nil {
 		return p.keepOld(ctx, err)
 	}
-	p.published()
+	p.published(ctx, files)
 	return &csi.NodePublishVolumeResponse{}, nil
 }
 
@@ -147,6 +166,7 @@ func (s *NodeServer) NodeUnpublishVolume(ctx context.Context, req *csi.NodeUnpub
 		s.opts.Metrics.observeUnpublish(OutcomeFailed)
 		return nil, status.Error(codes.Internal, err.Error())
 	}
+	s.schedule.forget(target)
 	s.opts.Metrics.observeUnpublish("unpublished")
 	klog.FromContext(ctx).Info("Unpublished volume", "volumeID", req.GetVolumeId(), "targetPath", target)
 	return &csi.NodeUnpublishVolumeResponse{}, nil

@@ -1,6 +1,9 @@
 package csi
 
 import (
+	"sync"
+	"time"
+
 	"github.com/kvinject/kvinject/pkg/contract"
 
 	"context"
@@ -22,6 +25,7 @@ import (
 )
 
 type nodeFixture struct {
+	clock   *fakeClock
 	root    string
 	mounter *fakeMounter
 	fetcher *fakeFetcher
@@ -32,16 +36,31 @@ type nodeFixture struct {
 
 func newNodeFixture(t *testing.T, fetcher *fakeFetcher) *nodeFixture {
 	t.Helper()
-	f := &nodeFixture{root: t.TempDir(), mounter: newFakeMounter(), fetcher: fetcher, events: &fakeEvents{}, metrics: NewMetrics()}
+	f := &nodeFixture{clock: &fakeClock{now: time.Unix(1_800_000_000, 0)}, root: t.TempDir(), mounter: newFakeMounter(), fetcher: fetcher, events: &fakeEvents{}, metrics: NewMetrics()}
 	var err error
 	f.node, err = NewNodeServer(NodeOptions{
-		NodeID: "node-1", KubeletRoot: f.root, TmpfsBytes: 1 << 20,
-		Mounter: f.mounter, Fetcher: fetcher, Events: f.events, Metrics: f.metrics,
+		NodeID: "node-1", KubeletRoot: f.root, TmpfsBytes: 1 << 20, RotationPollInterval: time.Minute, Now: f.clock.Now,
+		Mounter: f.mounter, Fetcher: fetcher, Events: f.events, Metrics: f.metrics, Writer: Writer{Grace: time.Millisecond},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return f
+}
+
+// fakeClock is a settable clock.
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+
+// advance moves the clock past the next refresh of every volume (interval plus jitter).
+func (f *nodeFixture) advance() {
+	f.clock.mu.Lock()
+	f.clock.now = f.clock.now.Add(2 * time.Minute)
+	f.clock.mu.Unlock()
 }
 
 func (f *nodeFixture) publishCount(outcome string) int {
@@ -137,17 +156,32 @@ func TestNodePublishRepublishUnpublish(t *testing.T) {
 		t.Fatalf("identity asked for %+v, want the pod's own pod identity", got)
 	}
 
-	// Republish, unchanged.
+	// Republish before the refresh is due: nothing is asked of Key Vault.
+	values["DatabasePassword"] = "rotated-password"
+	if _, err := f.node.NodePublishVolume(ctx, req); err != nil {
+		t.Fatalf("republish: %v", err)
+	}
+	if len(fetch.calls) != 1 || listVolume(t, target)["DATABASE_PASSWORD"] != "MyP@ssword123456" {
+		t.Fatalf("a republish before the interval fetched: %d fetches", len(fetch.calls))
+	}
+	values["DatabasePassword"] = "MyP@ssword123456"
+
+	// Republish, due, unchanged: read (from the node's objects, not afresh), not rewritten.
 	gen, _ := os.Readlink(filepath.Join(target, DataLink))
+	f.advance()
 	if _, err := f.node.NodePublishVolume(ctx, req); err != nil {
 		t.Fatalf("republish: %v", err)
 	}
 	if g, _ := os.Readlink(filepath.Join(target, DataLink)); g != gen {
 		t.Fatal("an unchanged republish rewrote the files")
 	}
+	if len(fetch.calls) != 2 || !fetch.opts[0].Fresh || fetch.opts[1].Fresh || fetch.opts[1].MaxBytes != 1<<20/2-64<<10 {
+		t.Fatalf("fetches %+v: the first publish reads afresh, a refresh may reuse; both within half the tmpfs", fetch.opts)
+	}
 
-	// Republish, rotated.
+	// Republish, rotated: swapped, and a Normal event names the object and its version.
 	values["DatabasePassword"] = "rotated-password"
+	f.advance()
 	if _, err := f.node.NodePublishVolume(ctx, req); err != nil {
 		t.Fatalf("rotate: %v", err)
 	}
@@ -155,6 +189,12 @@ func TestNodePublishRepublishUnpublish(t *testing.T) {
 	if got := listVolume(t, target); !equalMaps(got, want) {
 		t.Fatalf("after rotation %v, want %v", got, want)
 	}
+	if n := len(f.events.events); n != 1 || f.events.events[0].reason != ReasonRefreshed ||
+		f.events.events[0].message != `Key Vault objects refreshed: DATABASE_PASSWORD (secret "DatabasePassword", version latest)` {
+		t.Fatalf("events %+v", f.events.events)
+	}
+	f.events.events = nil
+	f.advance()
 
 	// Republish, Key Vault fails: the old set stays, success, metric and event.
 	fetch.mu.Lock()
@@ -189,7 +229,7 @@ func TestNodePublishRepublishUnpublish(t *testing.T) {
 		t.Fatalf("after incomplete refresh %v, want %v", got, want)
 	}
 
-	for outcome, n := range map[string]int{OutcomePublished: 1, OutcomeUnchanged: 1, OutcomeRefreshed: 1, OutcomeRefreshFailed: 1, OutcomeFailed: 1} {
+	for outcome, n := range map[string]int{OutcomePublished: 1, OutcomeNotDue: 1, OutcomeUnchanged: 1, OutcomeRefreshed: 1, OutcomeRefreshFailed: 1, OutcomeFailed: 1} {
 		if got := f.publishCount(outcome); got != n {
 			t.Errorf("publishes{outcome=%s} = %d, want %d", outcome, got, n)
 		}
@@ -372,6 +412,7 @@ func TestNodeRepublishClassUnavailable(t *testing.T) {
 		t.Fatal(err)
 	}
 	classes.err = fmt.Errorf("%w default/azure-kvname: API server answered 503", ErrClass)
+	f.advance()
 	if _, err := f.node.NodePublishVolume(t.Context(), req); err != nil {
 		t.Fatalf("republish with the class unavailable: %v, want success with old files", err)
 	}

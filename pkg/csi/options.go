@@ -15,6 +15,7 @@ import (
 
 	"github.com/kvinject/kvinject/pkg/contract"
 	"github.com/kvinject/kvinject/pkg/identity"
+	"github.com/kvinject/kvinject/pkg/keyvault"
 )
 
 // Defaults of Options.
@@ -22,9 +23,10 @@ const (
 	DefaultKubeletRoot            = "/var/lib/kubelet"
 	DefaultMetricsBindAddress     = ":8095"
 	DefaultHealthProbeBindAddress = ":8096"
-	DefaultMaxConcurrentFetches   = 32
+	DefaultMaxConcurrentFetches   = 64
 	DefaultTmpfsSize              = "4Mi"
 	DefaultPublishTimeout         = 90 * time.Second
+	DefaultMaxBytesInFlight       = "64Mi"
 )
 
 // Options is the node plugin's configuration. Bind flags into it with BindFlags and
@@ -50,6 +52,18 @@ type Options struct {
 	Kubeconfig string
 	// MaxConcurrentFetches bounds the Key Vault requests in flight per volume.
 	MaxConcurrentFetches int
+	// MaxObjectsPerVolume bounds the objects a volume may list (the webhook's
+	// maxEntries by default: contract.DefaultMaxObjects).
+	MaxObjectsPerVolume int
+	// MaxRequestsInFlight bounds the Key Vault requests in flight on the node, every
+	// volume together; the connection pool keeps as many idle connections.
+	MaxRequestsInFlight int
+	// MaxBytesInFlight bounds the bytes of files fetched and not yet written, node-wide
+	// (a Kubernetes quantity).
+	MaxBytesInFlight string
+	// RotationPollInterval is how often a republished volume reads Key Vault (with up
+	// to a tenth of jitter); republishes in between read nothing.
+	RotationPollInterval time.Duration
 	// TmpfsSize is the size limit of each volume's tmpfs (a Kubernetes quantity).
 	TmpfsSize string
 	// PublishTimeout bounds one NodePublishVolume.
@@ -72,6 +86,10 @@ func NewOptions() *Options {
 		MetricsBindAddress:     DefaultMetricsBindAddress,
 		HealthProbeBindAddress: DefaultHealthProbeBindAddress,
 		MaxConcurrentFetches:   DefaultMaxConcurrentFetches,
+		MaxObjectsPerVolume:    contract.DefaultMaxObjects,
+		MaxRequestsInFlight:    keyvault.DefaultMaxRequestsInFlight,
+		MaxBytesInFlight:       DefaultMaxBytesInFlight,
+		RotationPollInterval:   DefaultRotationPollInterval,
 		TmpfsSize:              DefaultTmpfsSize,
 		PublishTimeout:         DefaultPublishTimeout,
 		NMIEndpoint:            identity.DefaultNMIEndpoint,
@@ -90,6 +108,10 @@ func (o *Options) BindFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.HealthProbeBindAddress, "health-probe-bind-address", o.HealthProbeBindAddress, "Address of /healthz and /readyz, which answer only when the CSI socket does (0 disables them).")
 	fs.StringVar(&o.Kubeconfig, "kubeconfig", o.Kubeconfig, "Kubeconfig file (token, token file or client certificate; no exec plugins); empty uses the in-cluster service account when available. The API server serves SecretProviderClass objects and receives pod events.")
 	fs.IntVar(&o.MaxConcurrentFetches, "max-concurrent-fetches", o.MaxConcurrentFetches, "Most Key Vault requests in flight per volume.")
+	fs.IntVar(&o.MaxObjectsPerVolume, "max-objects-per-volume", o.MaxObjectsPerVolume, "Most Key Vault objects a volume may list (the webhook's maxEntries by default); checked before any token or Key Vault request.")
+	fs.IntVar(&o.MaxRequestsInFlight, "max-requests-in-flight", o.MaxRequestsInFlight, "Most Key Vault requests in flight on the node, every volume together.")
+	fs.StringVar(&o.MaxBytesInFlight, "max-bytes-in-flight", o.MaxBytesInFlight, "Most bytes of fetched files held before they are written, node-wide.")
+	fs.DurationVar(&o.RotationPollInterval, "rotation-poll-interval", o.RotationPollInterval, "How often a republished volume reads Key Vault (with up to a tenth of jitter); the kubelet's republishes in between read nothing.")
 	fs.StringVar(&o.TmpfsSize, "tmpfs-size", o.TmpfsSize, "Size limit of each volume's tmpfs.")
 	fs.DurationVar(&o.PublishTimeout, "publish-timeout", o.PublishTimeout, "Time limit of one NodePublishVolume.")
 	fs.StringVar(&o.NMIEndpoint, "nmi-endpoint", o.NMIEndpoint, "AAD Pod Identity NMI base URL (pod identity mode).")
@@ -122,6 +144,18 @@ func (o *Options) Validate() error {
 	}
 	if o.MaxConcurrentFetches < 1 || o.MaxConcurrentFetches > 256 {
 		errs = append(errs, fmt.Errorf("--max-concurrent-fetches %d must be between 1 and 256", o.MaxConcurrentFetches))
+	}
+	if o.MaxObjectsPerVolume < 1 || o.MaxObjectsPerVolume > contract.MaxObjectsLimit {
+		errs = append(errs, fmt.Errorf("--max-objects-per-volume %d must be between 1 and %d", o.MaxObjectsPerVolume, contract.MaxObjectsLimit))
+	}
+	if o.MaxRequestsInFlight < 1 || o.MaxRequestsInFlight > 4096 {
+		errs = append(errs, fmt.Errorf("--max-requests-in-flight %d must be between 1 and 4096", o.MaxRequestsInFlight))
+	}
+	if n, err := parseSize(o.MaxBytesInFlight); err != nil || n < 1<<20 {
+		errs = append(errs, fmt.Errorf("--max-bytes-in-flight %q must be a size of at least 1Mi, such as 64Mi", o.MaxBytesInFlight))
+	}
+	if o.RotationPollInterval < time.Second {
+		errs = append(errs, fmt.Errorf("--rotation-poll-interval %s must be at least 1s", o.RotationPollInterval))
 	}
 	if _, err := o.TmpfsBytes(); err != nil {
 		errs = append(errs, err)

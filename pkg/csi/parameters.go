@@ -1,6 +1,8 @@
 package csi
 
 import (
+	"errors"
+
 	"github.com/kvinject/kvinject/pkg/contract"
 
 	"fmt"
@@ -21,8 +23,10 @@ type Parameters struct {
 // ParseParameters parses and validates the Azure provider's parameters (the inline
 // volume's attributes or a SecretProviderClass's spec.parameters). Keys it does not
 // know are ignored, as the Azure provider does (the kubelet adds its own). Errors wrap
-// ErrInvalidVolume and never quote the service-account tokens.
-func ParseParameters(p map[string]string) (Parameters, error) {
+// ErrInvalidVolume and never quote the service-account tokens. maxObjects bounds the
+// objects (--max-objects-per-volume); everything is checked before any token or Key
+// Vault request.
+func ParseParameters(p map[string]string, maxObjects int) (Parameters, error) {
 	out := Parameters{
 		Vault: p[contract.AttrKeyVaultName],
 		Identity: identity.Attributes{
@@ -44,7 +48,10 @@ func ParseParameters(p map[string]string) (Parameters, error) {
 		return Parameters{}, fmt.Errorf("%w: %s: %w", ErrInvalidVolume, contract.AttrCloudName, err)
 	}
 	out.Cloud = c
-	objs, err := contract.ParseObjects(p[contract.AttrObjects])
+	objs, err := contract.ParseObjects(p[contract.AttrObjects], maxObjects)
+	if errors.Is(err, contract.ErrTooManyObjects) {
+		return Parameters{}, fmt.Errorf("%w: %s: %w (the node plugin's --max-objects-per-volume, the chart's csi.maxObjectsPerVolume); split the objects over several volumes", ErrInvalidVolume, contract.AttrObjects, err)
+	}
 	if err != nil {
 		return Parameters{}, fmt.Errorf("%w: %s: %w", ErrInvalidVolume, contract.AttrObjects, err)
 	}

@@ -21,15 +21,15 @@ func FuzzParseParameters(f *testing.F) {
 			contract.AttrKeyVaultName: vault,
 			contract.AttrCloudName:    cloud,
 			contract.AttrObjects:      objects,
-		})
+		}, 8)
 		if err != nil {
 			if !errors.Is(err, ErrInvalidVolume) {
 				t.Fatalf("error %v does not wrap ErrInvalidVolume", err)
 			}
 			return
 		}
-		if len(p.Objects) == 0 {
-			t.Fatal("accepted a volume without objects")
+		if len(p.Objects) == 0 || len(p.Objects) > 8 {
+			t.Fatalf("accepted a volume with %d objects", len(p.Objects))
 		}
 		if strings.ContainsAny(p.Vault, "./:@\\") {
 			t.Fatalf("accepted vault name %q", p.Vault)

@@ -41,6 +41,9 @@ type PluginOptions struct {
 	Fetcher ObjectFetcher
 	// Metrics receives the metrics (nil = NewMetrics()).
 	Metrics *Metrics
+	// Now is the clock of the rotation schedule, the caches and the per-vault backoff
+	// (nil = time.Now).
+	Now func() time.Time
 }
 
 // Plugin is the node plugin: the CSI Identity and Node services on a unix socket, the
@@ -75,7 +78,9 @@ func NewPlugin(o *Options, deps PluginOptions) (*Plugin, error) {
 		deps.Metrics = NewMetrics()
 	}
 	if deps.AzureTransport == nil {
-		deps.AzureTransport = NewAzureHTTPClient(AzureHTTPOptions{IdleConnsPerHost: o.MaxConcurrentFetches})
+		// One transport for the node, keeping as many idle connections per host as the
+		// node may have requests in flight: after warm-up, no refresh opens a connection.
+		deps.AzureTransport = NewAzureHTTPClient(AzureHTTPOptions{IdleConnsPerHost: o.MaxRequestsInFlight})
 	}
 	if deps.Classes == nil && deps.Events == nil {
 		kc, err := NewKubeClient(KubeClientOptions{Kubeconfig: o.Kubeconfig, Component: o.DriverName, Node: o.NodeID})
@@ -88,26 +93,34 @@ func NewPlugin(o *Options, deps PluginOptions) (*Plugin, error) {
 		}
 	}
 	if deps.Fetcher == nil {
+		maxBytes, _ := parseSize(o.MaxBytesInFlight)
 		deps.Fetcher = NewAzureFetcher(AzureFetcherOptions{
-			Transport:   deps.AzureTransport,
-			NMIEndpoint: o.NMIEndpoint,
-			NMIClient:   deps.NMIClient,
-			Concurrency: o.MaxConcurrentFetches,
-			Metrics:     deps.Metrics,
-			Retry:       deps.Retry,
+			Transport:           deps.AzureTransport,
+			NMIEndpoint:         o.NMIEndpoint,
+			NMIClient:           deps.NMIClient,
+			Concurrency:         o.MaxConcurrentFetches,
+			MaxRequestsInFlight: o.MaxRequestsInFlight,
+			MaxBytesInFlight:    maxBytes,
+			ObjectTTL:           o.RotationPollInterval,
+			Metrics:             deps.Metrics,
+			Retry:               deps.Retry,
+			Now:                 deps.Now,
 		})
 	}
 	node, err := NewNodeServer(NodeOptions{
-		NodeID:         o.NodeID,
-		KubeletRoot:    o.kubeletRoot(),
-		TmpfsBytes:     size,
-		PublishTimeout: o.PublishTimeout,
-		TokenAudience:  o.TokenAudience,
-		Mounter:        deps.Mounter,
-		Fetcher:        deps.Fetcher,
-		Classes:        deps.Classes,
-		Events:         deps.Events,
-		Metrics:        deps.Metrics,
+		NodeID:               o.NodeID,
+		KubeletRoot:          o.kubeletRoot(),
+		TmpfsBytes:           size,
+		PublishTimeout:       o.PublishTimeout,
+		TokenAudience:        o.TokenAudience,
+		MaxObjects:           o.MaxObjectsPerVolume,
+		RotationPollInterval: o.RotationPollInterval,
+		Mounter:              deps.Mounter,
+		Fetcher:              deps.Fetcher,
+		Classes:              deps.Classes,
+		Events:               deps.Events,
+		Metrics:              deps.Metrics,
+		Now:                  deps.Now,
 	})
 	if err != nil {
 		return nil, err
@@ -123,6 +136,9 @@ func NewPlugin(o *Options, deps PluginOptions) (*Plugin, error) {
 
 // Metrics returns the plugin's metrics.
 func (p *Plugin) Metrics() *Metrics { return p.metrics }
+
+// Fetcher returns the plugin's object fetcher.
+func (p *Plugin) Fetcher() ObjectFetcher { return p.node.opts.Fetcher }
 
 // Run serves until ctx ends, then stops the servers gracefully and removes its sockets.
 // It returns the first error of a server that stopped on its own.

@@ -1,6 +1,12 @@
 package csi
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"strings"
+
+	"github.com/kvinject/kvinject/pkg/keyvault"
+
 	"context"
 	"errors"
 	"fmt"
@@ -37,8 +43,14 @@ type publish struct {
 	mountedNow bool
 	// names are the file names the request asks for, nil until known: a failed
 	// refresh keeps the old files only if they are a complete set of these.
-	names   []string
-	changed bool
+	names []string
+	// key identifies the volume's parameters and identity for the schedule; fresh
+	// says every object is read from Key Vault now (a first publish, or changed
+	// parameters) rather than from what the node read within the interval.
+	key   string
+	fresh bool
+	// changed are the names the write changed.
+	changed []string
 }
 
 func (s *NodeServer) newPublish(ctx context.Context, req *csi.NodePublishVolumeRequest) *publish {
@@ -96,7 +108,7 @@ func (p *publish) parameters(ctx context.Context) (Parameters, error) {
 			return Parameters{}, err
 		}
 	}
-	parsed, err := ParseParameters(params)
+	parsed, err := ParseParameters(params, p.s.opts.MaxObjects)
 	if err != nil {
 		return Parameters{}, err
 	}
@@ -119,15 +131,48 @@ func (p *publish) identity(params Parameters) (identity.Request, error) {
 	return id, nil
 }
 
-// fetch gets and renders every object, all or none.
-func (p *publish) fetch(ctx context.Context, params Parameters, id identity.Request) ([]Payload, error) {
-	files, err := p.s.opts.Fetcher.Fetch(ctx, params, id)
-	payload := make([]Payload, len(files))
-	for i, f := range files {
-		p.red.add(string(f.Data))
-		payload[i] = Payload{Name: f.Name, Data: f.Data, Mode: os.FileMode(f.Mode)}
+// notDue reports whether a republish can skip Key Vault: the volume is mounted with a
+// complete set of the files the same parameters and identity asked for, and its
+// refresh is not due yet.
+func (p *publish) notDue(params Parameters, id identity.Request) bool {
+	p.key = scheduleKey(params, id)
+	due, changed := p.s.schedule.due(p.target, p.key)
+	p.fresh = !p.mounted || changed
+	return p.mounted && !due && p.s.opts.Writer.Complete(p.target, p.names)
+}
+
+// skipped answers a republish that was not due.
+func (p *publish) skipped() (*csi.NodePublishVolumeResponse, error) {
+	p.outcome = OutcomeNotDue
+	p.log.V(5).Info("Refresh not due", "targetPath", p.target)
+	return &csi.NodePublishVolumeResponse{}, nil
+}
+
+// scheduleKey identifies what a volume's files were fetched for: its parameters and
+// its identity's key (which holds no credential, and stays the same when the kubelet
+// refreshes the service-account token).
+func scheduleKey(params Parameters, id identity.Request) string {
+	h := sha256.New()
+	fmt.Fprintf(h, "%s|%s|%s|", params.Vault, params.Cloud.Name, id.Key(params.Cloud.Configuration.ActiveDirectoryAuthorityHost))
+	for _, o := range params.Objects {
+		fmt.Fprintf(h, "%q,%q,%q,%q,%q,%q,%q;", o.Name, o.Alias, o.ObjectType(), o.Version, o.Format, o.Encoding, o.FilePermission)
 	}
-	return payload, err
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// volumeBudget is what a volume's files may take: half of its tmpfs, so that a rotation
+// can write the new set next to the old, less room for the directories and links.
+func volumeBudget(tmpfsBytes int64) int64 { return tmpfsBytes/2 - 64<<10 }
+
+// fetch gets and renders every object, all or none, within the volume's budget.
+func (p *publish) fetch(ctx context.Context, params Parameters, id identity.Request) (*keyvault.Fetched, error) {
+	budget := volumeBudget(p.s.opts.TmpfsBytes)
+	files, err := p.s.opts.Fetcher.Fetch(ctx, params, id, FetchOptions{Fresh: p.fresh, MaxBytes: budget})
+	if errors.Is(err, keyvault.ErrTooLarge) {
+		return nil, fmt.Errorf("%w; a volume holds at most %d bytes of files: half of its tmpfs (--tmpfs-size, %d bytes), so that a rotation can write the new files next to the old. Raise --tmpfs-size (the chart's csi.tmpfsSize) or mount fewer objects",
+			err, budget, p.s.opts.TmpfsBytes)
+	}
+	return files, err
 }
 
 // ensureMounted mounts the tmpfs at the target on a first publish.
@@ -153,19 +198,32 @@ func (p *publish) undoMount(ctx context.Context) {
 }
 
 // write swaps the files in atomically (nothing is written when nothing changed).
-func (p *publish) write(files []Payload) error {
-	changed, err := p.s.opts.Writer.Write(p.target, files, WriteOptions{GID: p.gid})
-	p.changed = changed
+func (p *publish) write(files *keyvault.Fetched) error {
+	payload := make([]Payload, len(files.Files))
+	for i, f := range files.Files {
+		payload[i] = Payload{Name: f.Name, Data: f.Data, Mode: os.FileMode(f.Mode)}
+	}
+	res, err := p.s.opts.Writer.Write(p.target, payload, WriteOptions{GID: p.gid})
+	p.changed = res.Changed
 	return err
 }
 
-// published records a successful call.
-func (p *publish) published() {
+// published records a successful call, schedules the volume's next refresh, and tells
+// the pod which objects a rotation changed (names and versions, never values).
+func (p *publish) published(ctx context.Context, files *keyvault.Fetched) {
+	versions := make(map[string]string, len(files.Files))
+	for _, f := range files.Files {
+		versions[f.Name] = f.Version
+	}
+	p.s.schedule.refreshed(p.target, p.key, versions)
 	switch {
 	case !p.mounted:
 		p.outcome = OutcomePublished
-	case p.changed:
+	case len(p.changed) > 0:
 		p.outcome = OutcomeRefreshed
+		if p.s.opts.Events != nil {
+			p.s.opts.Events.Event(ctx, p.pod, EventNormal, ReasonRefreshed, refreshedMessage(files.Files, p.changed))
+		}
 	default:
 		p.outcome = OutcomeUnchanged
 	}
@@ -173,7 +231,29 @@ func (p *publish) published() {
 	if p.outcome == OutcomeUnchanged {
 		v = 4 // every rotation poll of every volume: only when asked
 	}
-	p.log.V(v).Info("Published volume", "targetPath", p.target, "outcome", p.outcome, "files", len(p.names), "duration", p.s.opts.Now().Sub(p.start))
+	p.log.V(v).Info("Published volume", "targetPath", p.target, "outcome", p.outcome, "files", len(p.names), "changed", p.changed, "duration", p.s.opts.Now().Sub(p.start))
+}
+
+// refreshedMessage names the changed files' objects and versions.
+func refreshedMessage(files []keyvault.File, changed []string) string {
+	byName := make(map[string]keyvault.File, len(files))
+	for _, f := range files {
+		byName[f.Name] = f
+	}
+	var parts []string
+	for _, name := range changed {
+		f, ok := byName[name]
+		if !ok {
+			parts = append(parts, name+" (removed)")
+			continue
+		}
+		v := f.Version
+		if v == "" {
+			v = "latest"
+		}
+		parts = append(parts, fmt.Sprintf("%s (%s %q, version %s)", name, f.Object.ObjectType(), f.Object.Name, v))
+	}
+	return "Key Vault objects refreshed: " + strings.Join(parts, ", ")
 }
 
 // fail answers the call with err's status code and its scrubbed message.
@@ -194,7 +274,7 @@ func (p *publish) keepOld(ctx context.Context, err error) (*csi.NodePublishVolum
 	msg := p.red.scrub(err.Error())
 	p.log.Error(errors.New(msg), "Refresh failed; the volume keeps its previous files", "targetPath", p.target)
 	if p.s.opts.Events != nil {
-		p.s.opts.Events.Warning(ctx, p.pod, ReasonRefreshFailed, "Key Vault refresh failed; the volume keeps its previous files: "+msg)
+		p.s.opts.Events.Event(ctx, p.pod, EventWarning, ReasonRefreshFailed, "Key Vault refresh failed; the volume keeps its previous files: "+msg)
 	}
 	return &csi.NodePublishVolumeResponse{}, nil
 }

@@ -12,9 +12,10 @@ import (
 // redact ordinary words and hide nothing worth hiding.
 const minRedactLen = 4
 
-// redactor removes known sensitive strings (tokens, client secrets, object contents)
-// from text bound for an error, an event or a log line. It is a second line of
-// defence: messages are built without them in the first place.
+// redactor removes known credentials (service-account tokens, every value of the
+// nodePublishSecretRef Secret) from text bound for an error, an event or a log line. It
+// is a second line of defence: messages are built without them in the first place. It
+// holds no file content (a volume's files can take megabytes, which it would copy).
 type redactor struct{ secrets []string }
 
 func (r *redactor) add(s ...string) {
@@ -43,10 +44,10 @@ func (r *redactor) scrub(text string) string {
 // the kubelet's service-account tokens.
 func requestRedactor(vc, secrets map[string]string) *redactor {
 	r := &redactor{}
-	for k, v := range secrets {
-		if k != contract.SecretClientID { // a client ID is not a credential, and messages name it
-			r.add(v)
-		}
+	for _, v := range secrets {
+		// Every value, the client ID too: a Secret with its keys swapped holds the
+		// client secret there.
+		r.add(v)
 	}
 	for _, raw := range []string{secrets[contract.ContextTokens], vc[contract.ContextTokens]} {
 		if raw == "" {

@@ -76,14 +76,20 @@ type fakeFetcher struct {
 	mu    sync.Mutex
 	fn    func(p Parameters, id identity.Request) ([]keyvault.File, error)
 	calls []identity.Request
+	opts  []FetchOptions
 }
 
-func (f *fakeFetcher) Fetch(_ context.Context, p Parameters, id identity.Request) ([]keyvault.File, error) {
+func (f *fakeFetcher) Fetch(_ context.Context, p Parameters, id identity.Request, o FetchOptions) (*keyvault.Fetched, error) {
 	f.mu.Lock()
 	f.calls = append(f.calls, id)
+	f.opts = append(f.opts, o)
 	fn := f.fn
 	f.mu.Unlock()
-	return fn(p, id)
+	files, err := fn(p, id)
+	if err != nil {
+		return nil, err
+	}
+	return &keyvault.Fetched{Files: files}, nil
 }
 
 // valuesFetcher renders each object as values[name] (mode 0644).
@@ -109,7 +115,7 @@ type fakeEvents struct {
 	events []recordedEvent
 }
 
-func (e *fakeEvents) Warning(_ context.Context, pod PodInfo, reason, message string) {
+func (e *fakeEvents) Event(_ context.Context, pod PodInfo, _, reason, message string) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.events = append(e.events, recordedEvent{pod.Namespace + "/" + pod.Name, reason, message})

@@ -1,6 +1,10 @@
 package csi
 
 import (
+	"sort"
+
+	"github.com/kvinject/kvinject/pkg/keyvault"
+
 	"bytes"
 	"errors"
 	"fmt"
@@ -44,19 +48,37 @@ type Payload struct {
 // data directory and swaps "..data" with one rename. A reader that resolves "..data"
 // once sees one complete set; a reader of visible names never finds one missing.
 //
+// Every write, changed or not, removes the data directories ..data no longer points to
+// (as the kubelet's atomic writer does), Grace after a swap: no rotated-out value stays
+// readable in the volume once Write returns, and a write killed half-way leaves nothing
+// behind after the next one. A reader with a file open keeps reading it; an open in
+// progress during the swap completes within Grace; a new open resolves the new set.
+//
 // Writer never follows a symlink it did not create, never writes a name outside the
 // directory, and never removes anything but its own links and data directories.
 // A Writer is stateless; callers serialize writes to one directory.
 type Writer struct {
 	// Now stamps data directories (nil = time.Now).
 	Now func() time.Time
-	// Retain is how long a replaced data directory is kept, so that a reader that
-	// resolved ..data just before a swap can finish reading it (0 = DefaultRetain).
-	Retain time.Duration
+	// Grace is how long a replaced data directory stays after the swap, for the
+	// reads that resolved ..data just before it (0 = DefaultGrace).
+	Grace time.Duration
 }
 
-// DefaultRetain is how long a replaced data directory stays readable after a swap.
-const DefaultRetain = 5 * time.Second
+// DefaultGrace is how long a replaced data directory outlives the swap. A path lookup
+// takes microseconds; the grace is far longer so that a reader on a loaded node never
+// sees a name vanish, and short enough that Write still returns at once.
+const DefaultGrace = 100 * time.Millisecond
+
+// ErrNoSpace is wrapped by the error of a write that would not fit the volume.
+var ErrNoSpace = errors.New("the volume is too small")
+
+// WriteResult says what a write changed.
+type WriteResult struct {
+	// Changed are the visible names whose content, mode or group changed, or that
+	// appeared or went; empty when the write changed nothing.
+	Changed []string
+}
 
 func (w Writer) now() time.Time {
 	if w.Now != nil {
@@ -88,32 +110,41 @@ func ValidateFileName(name string) error {
 	return nil
 }
 
-// Write makes dir show exactly files. It returns changed=false, and writes nothing,
-// when the current data already has the same names, contents, modes and group. On
-// error before the swap the previous set stays as it was and the new data directory is
-// removed; dir is never left torn or empty by a failed write.
-func (w Writer) Write(dir string, files []Payload, opts WriteOptions) (changed bool, err error) {
+// Write makes dir show exactly files. When the current data already has the same
+// names, contents, modes and group it writes nothing (Changed is empty). Before the
+// first byte it checks that the new files, counted in pages as a tmpfs counts them, fit
+// the room the volume has left next to the current ones (ErrNoSpace). On error before
+// the swap the previous set stays as it was and the new data directory is removed; dir
+// is never left torn or empty by a failed write.
+func (w Writer) Write(dir string, files []Payload, opts WriteOptions) (res WriteResult, err error) {
 	names := make(map[string]bool, len(files))
 	for _, f := range files {
 		if err := ValidateFileName(f.Name); err != nil {
-			return false, err
+			return res, err
 		}
 		if names[f.Name] {
-			return false, fmt.Errorf("%w: file name %q appears twice", ErrUnsafePath, f.Name)
+			return res, fmt.Errorf("%w: file name %q appears twice", ErrUnsafePath, f.Name)
 		}
 		names[f.Name] = true
 	}
 	if err := checkRealDir(dir); err != nil {
-		return false, err
+		return res, err
 	}
 	curGen, cur := readGeneration(dir)
-	if cur != nil && sameContent(cur, files, opts.GID) {
-		return false, w.linkAll(dir, files)
+	res.Changed = changedNames(cur, files, opts.GID)
+	if cur != nil && len(res.Changed) == 0 {
+		if err := w.linkAll(dir, files); err != nil {
+			return res, err
+		}
+		return res, w.removeStale(dir, names, curGen)
+	}
+	if err := checkRoom(dir, files); err != nil {
+		return WriteResult{}, err
 	}
 
 	genDir, err := os.MkdirTemp(dir, genPrefix+w.now().UTC().Format(genLayout)+".")
 	if err != nil {
-		return false, fmt.Errorf("create data directory: %w", err)
+		return WriteResult{}, fmt.Errorf("create data directory: %w", err)
 	}
 	gen := filepath.Base(genDir)
 	swapped := false
@@ -122,46 +153,86 @@ func (w Writer) Write(dir string, files []Payload, opts WriteOptions) (changed b
 			_ = os.RemoveAll(genDir)
 		}
 	}()
+	fail := func(err error) (WriteResult, error) { return WriteResult{}, err }
 	if err := os.Chmod(genDir, 0o755); err != nil {
-		return false, fmt.Errorf("chmod data directory: %w", err)
+		return fail(fmt.Errorf("chmod data directory: %w", err))
 	}
 	if opts.GID >= 0 {
 		if err := os.Lchown(genDir, -1, opts.GID); err != nil {
-			return false, fmt.Errorf("chown data directory: %w", err)
+			return fail(fmt.Errorf("chown data directory: %w", err))
 		}
 	}
 	for _, f := range files {
 		if err := writeFile(filepath.Join(genDir, f.Name), f.Data, f.Mode, opts.GID); err != nil {
-			return false, fmt.Errorf("write %q: %w", f.Name, err)
+			return fail(fmt.Errorf("write %q: %w", f.Name, err))
 		}
 	}
 
 	// Swap: one rename replaces the ..data link (rename never follows the link it replaces).
 	tmp := filepath.Join(dir, dataLinkTmp)
 	if err := os.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return false, fmt.Errorf("remove stale %s: %w", dataLinkTmp, err)
+		return fail(fmt.Errorf("remove stale %s: %w", dataLinkTmp, err))
 	}
 	if err := os.Symlink(gen, tmp); err != nil {
-		return false, fmt.Errorf("create %s: %w", dataLinkTmp, err)
+		return fail(fmt.Errorf("create %s: %w", dataLinkTmp, err))
 	}
 	if err := os.Rename(tmp, filepath.Join(dir, DataLink)); err != nil {
 		_ = os.Remove(tmp)
-		return false, fmt.Errorf("swap %s: %w", DataLink, err)
+		return fail(fmt.Errorf("swap %s: %w", DataLink, err))
 	}
 	swapped = true
 
 	if err := w.linkAll(dir, files); err != nil {
-		return true, err
+		return res, err
 	}
 	if curGen != "" {
-		// Mark when the old set stopped being current; it is removed Retain later.
-		now := w.now()
-		_ = os.Chtimes(filepath.Join(dir, curGen), now, now)
+		grace := w.Grace
+		if grace <= 0 {
+			grace = DefaultGrace
+		}
+		time.Sleep(grace)
 	}
-	if err := w.removeStale(dir, names, gen); err != nil {
-		return true, err
+	return res, w.removeStale(dir, names, gen)
+}
+
+// checkRoom fails with ErrNoSpace unless files fit the room dir's file system has left
+// (the current set stays until the swap, so both must fit).
+func checkRoom(dir string, files []Payload) error {
+	var need int64
+	for _, f := range files {
+		need += keyvault.Pages(len(f.Data))
 	}
-	return true, nil
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		return fmt.Errorf("statfs: %w", err)
+	}
+	free, size := int64(st.Bavail)*st.Bsize, int64(st.Blocks)*st.Bsize
+	if need > free {
+		return fmt.Errorf("%w: the new files need %d bytes in %d-byte pages next to the current ones, and the volume has %d of %d bytes free; raise --tmpfs-size (the chart's csi.tmpfsSize)",
+			ErrNoSpace, need, keyvault.PageSize, free, size)
+	}
+	return nil
+}
+
+// changedNames lists the names that differ between the current set and files (all of
+// them when there is no current set).
+func changedNames(cur map[string]fileState, files []Payload, gid int) []string {
+	var out []string
+	seen := make(map[string]bool, len(files))
+	for _, f := range files {
+		seen[f.Name] = true
+		c, ok := cur[f.Name]
+		if !ok || c.mode != f.Mode.Perm() || !bytes.Equal(c.data, f.Data) || gid >= 0 && c.gid != gid {
+			out = append(out, f.Name)
+		}
+	}
+	for name := range cur {
+		if !seen[name] {
+			out = append(out, name)
+		}
+	}
+	sort.Strings(out)
+	return out
 }
 
 // checkRealDir refuses a dir that is not a directory or is a symlink.
@@ -262,19 +333,6 @@ func readNoFollow(path string) ([]byte, unix.Stat_t, error) {
 	return data, st, err
 }
 
-func sameContent(cur map[string]fileState, files []Payload, gid int) bool {
-	if len(cur) != len(files) {
-		return false
-	}
-	for _, f := range files {
-		c, ok := cur[f.Name]
-		if !ok || c.mode != f.Mode.Perm() || !bytes.Equal(c.data, f.Data) || gid >= 0 && c.gid != gid {
-			return false
-		}
-	}
-	return true
-}
-
 // linkAll makes every visible name a symlink to ..data/NAME, replacing anything that is
 // not a directory by one rename.
 func (w Writer) linkAll(dir string, files []Payload) error {
@@ -299,15 +357,10 @@ func (w Writer) linkAll(dir string, files []Payload) error {
 	return nil
 }
 
-// removeStale removes visible links that are no longer in names, and data directories
-// other than keep (the current one) that were replaced more than Retain ago (a reader
-// that resolved ..data before a swap may still be reading the old one).
+// removeStale removes visible links that are no longer in names, every data directory
+// other than keep (the current one: rotated-out values must not stay readable, and a
+// write killed half-way leaves one behind) and a leftover ..data_tmp link.
 func (w Writer) removeStale(dir string, names map[string]bool, keep string) error {
-	retain := w.Retain
-	if retain <= 0 {
-		retain = DefaultRetain
-	}
-	cutoff := w.now().Add(-retain)
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return fmt.Errorf("list volume: %w", err)
@@ -321,11 +374,14 @@ func (w Writer) removeStale(dir string, names map[string]bool, keep string) erro
 			if name == keep || !e.IsDir() {
 				continue
 			}
-			if fi, err := e.Info(); err != nil || fi.ModTime().After(cutoff) {
-				continue
-			}
 			if err := os.RemoveAll(path); err != nil {
 				errs = append(errs, err)
+			}
+		case name == dataLinkTmp || name == linkTmp:
+			if e.Type()&os.ModeSymlink != 0 {
+				if err := os.Remove(path); err != nil {
+					errs = append(errs, err)
+				}
 			}
 		case name[0] != '.' && !names[name] && e.Type()&os.ModeSymlink != 0:
 			if target, err := os.Readlink(path); err == nil && target == filepath.Join(DataLink, name) {
@@ -339,18 +395,21 @@ func (w Writer) removeStale(dir string, names map[string]bool, keep string) erro
 }
 
 // Complete reports whether dir holds a valid current set with every name in names,
-// each visible through its link: the condition for keeping old files when a refresh
-// fails.
+// each a regular file visible through its link: the condition for keeping old files
+// when a refresh fails, and for a republish to skip Key Vault. It reads no content.
 func (w Writer) Complete(dir string, names []string) bool {
 	if checkRealDir(dir) != nil {
 		return false
 	}
-	_, cur := readGeneration(dir)
-	if cur == nil {
+	gen, err := os.Readlink(filepath.Join(dir, DataLink))
+	if err != nil || !isGeneration(gen) || checkRealDir(filepath.Join(dir, gen)) != nil {
 		return false
 	}
 	for _, n := range names {
-		if _, ok := cur[n]; !ok {
+		if ValidateFileName(n) != nil {
+			return false
+		}
+		if fi, err := os.Lstat(filepath.Join(dir, gen, n)); err != nil || !fi.Mode().IsRegular() {
 			return false
 		}
 		if got, err := os.Readlink(filepath.Join(dir, n)); err != nil || got != filepath.Join(DataLink, n) {

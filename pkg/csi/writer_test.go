@@ -1,6 +1,8 @@
 package csi
 
 import (
+	"strings"
+
 	"bytes"
 	"errors"
 	"os"
@@ -64,12 +66,12 @@ func snapshotTree(t *testing.T, root string) map[string]string {
 func TestWriterWrite(t *testing.T) {
 	t.Parallel()
 	clock := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	w := Writer{Now: func() time.Time { return clock }, Retain: time.Minute}
+	w := Writer{Now: func() time.Time { return clock }}
 	dir := t.TempDir()
 	files := []Payload{{Name: "DATABASE_LOGIN", Data: []byte("MyDBLoginName"), Mode: 0o644}, {Name: "DATABASE_PASSWORD", Data: []byte("MyP@ssword123456"), Mode: 0o400}}
-	changed, err := w.Write(dir, files, WriteOptions{GID: testGID})
-	if err != nil || !changed {
-		t.Fatalf("first write: changed=%v err=%v", changed, err)
+	res, err := w.Write(dir, files, WriteOptions{GID: testGID})
+	if err != nil || strings.Join(res.Changed, ",") != "DATABASE_LOGIN,DATABASE_PASSWORD" {
+		t.Fatalf("first write: changed=%v err=%v", res.Changed, err)
 	}
 	want := map[string]string{"DATABASE_LOGIN": "MyDBLoginName", "DATABASE_PASSWORD": "MyP@ssword123456"}
 	if got := listVolume(t, dir); !equalMaps(got, want) {
@@ -97,39 +99,48 @@ func TestWriterWrite(t *testing.T) {
 	}
 
 	// Same content again: nothing is written, the data directory stays.
-	changed, err = w.Write(dir, files, WriteOptions{GID: testGID})
-	if err != nil || changed {
-		t.Fatalf("unchanged write: changed=%v err=%v", changed, err)
+	res, err = w.Write(dir, files, WriteOptions{GID: testGID})
+	if err != nil || len(res.Changed) != 0 {
+		t.Fatalf("unchanged write: changed=%v err=%v", res.Changed, err)
 	}
 	if gen2, _ := os.Readlink(filepath.Join(dir, DataLink)); gen2 != gen {
 		t.Fatalf("unchanged write swapped ..data: %q -> %q", gen, gen2)
 	}
 
-	// New content and one file fewer: swapped, stale link removed.
-	changed, err = w.Write(dir, []Payload{{Name: "DATABASE_LOGIN", Data: []byte("new"), Mode: 0o644}}, WriteOptions{GID: -1})
-	if err != nil || !changed {
-		t.Fatalf("update: changed=%v err=%v", changed, err)
+	// New content and one file fewer: swapped, stale link and the old data directory
+	// removed at once (no rotated-out value stays readable).
+	res, err = w.Write(dir, []Payload{{Name: "DATABASE_LOGIN", Data: []byte("new"), Mode: 0o644}}, WriteOptions{GID: -1})
+	if err != nil || strings.Join(res.Changed, ",") != "DATABASE_LOGIN,DATABASE_PASSWORD" {
+		t.Fatalf("update: changed=%v err=%v", res.Changed, err)
 	}
 	if got := listVolume(t, dir); !equalMaps(got, map[string]string{"DATABASE_LOGIN": "new"}) {
 		t.Fatalf("after update files = %v", got)
 	}
-	// The first generation is kept for Retain after it was replaced, then removed.
-	clock = clock.Add(30 * time.Second)
-	if _, err := w.Write(dir, []Payload{{Name: "DATABASE_LOGIN", Data: []byte("newest"), Mode: 0o644}}, WriteOptions{GID: -1}); err != nil {
-		t.Fatal(err)
-	}
-	if n := countGenerations(t, dir); n != 3 {
-		t.Fatalf("%d data directories within Retain, want 3", n)
-	}
-	clock = clock.Add(2 * time.Minute)
-	if _, err := w.Write(dir, []Payload{{Name: "DATABASE_LOGIN", Data: []byte("newer"), Mode: 0o644}}, WriteOptions{GID: -1}); err != nil {
-		t.Fatal(err)
-	}
 	if _, err := os.Lstat(filepath.Join(dir, gen)); !errors.Is(err, os.ErrNotExist) {
-		t.Fatalf("first data directory %s still exists: %v", gen, err)
+		t.Fatalf("replaced data directory %s still exists: %v", gen, err)
 	}
-	if n := countGenerations(t, dir); n != 2 {
-		t.Fatalf("%d data directories, want 2 (current and previous)", n)
+	if n := countGenerations(t, dir); n != 1 {
+		t.Fatalf("%d data directories, want only the current one", n)
+	}
+	// What a write killed half-way leaves (a data directory ..data does not point to, a
+	// ..data_tmp link) goes with the next write, even an unchanged one.
+	if err := os.Mkdir(filepath.Join(dir, "..2026_01_02_03_04_05.half"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "..2026_01_02_03_04_05.half", "DATABASE_LOGIN"), []byte("old"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("..2026_01_02_03_04_05.half", filepath.Join(dir, dataLinkTmp)); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := w.Write(dir, []Payload{{Name: "DATABASE_LOGIN", Data: []byte("new"), Mode: 0o644}}, WriteOptions{GID: -1}); err != nil || len(res.Changed) != 0 {
+		t.Fatalf("unchanged write: %v %v", res.Changed, err)
+	}
+	if n := countGenerations(t, dir); n != 1 {
+		t.Fatalf("%d data directories after an unchanged write, want 1", n)
+	}
+	if _, err := os.Lstat(filepath.Join(dir, dataLinkTmp)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("%s left behind: %v", dataLinkTmp, err)
 	}
 }
 
@@ -308,10 +319,12 @@ func TestWriterComplete(t *testing.T) {
 }
 
 // TestWriterConcurrentReader swaps 200 generations of a three-file set while readers
-// read it: through a resolved ..data, all three files always come from one generation;
-// through the visible names, no file is ever missing.
+// read it: through a resolved ..data (read within the grace), all three files always
+// come from one generation; through the visible names, no file is ever missing; and
+// after each write only the current generation is left.
 func TestWriterConcurrentReader(t *testing.T) {
 	dir := t.TempDir()
+	w := Writer{Grace: 20 * time.Millisecond}
 	names := []string{"a", "b", "c"}
 	gen := func(i int) []Payload {
 		var out []Payload
@@ -320,7 +333,7 @@ func TestWriterConcurrentReader(t *testing.T) {
 		}
 		return out
 	}
-	if _, err := (Writer{}).Write(dir, gen(0), WriteOptions{GID: -1}); err != nil {
+	if _, err := w.Write(dir, gen(0), WriteOptions{GID: -1}); err != nil {
 		t.Fatal(err)
 	}
 	var stop atomic.Bool
@@ -341,8 +354,11 @@ func TestWriterConcurrentReader(t *testing.T) {
 		}()
 	}
 	for i := 1; i <= 200; i++ {
-		if _, err := (Writer{}).Write(dir, gen(i), WriteOptions{GID: -1}); err != nil {
+		if _, err := w.Write(dir, gen(i), WriteOptions{GID: -1}); err != nil {
 			t.Fatal(err)
+		}
+		if n := countGenerations(t, dir); n != 1 {
+			t.Fatalf("after write %d: %d data directories", i, n)
 		}
 	}
 	stop.Store(true)

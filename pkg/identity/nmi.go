@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -31,12 +32,19 @@ type NMIOptions struct {
 }
 
 // NMICredential gets tokens for one pod from AAD Pod Identity's NMI:
-// GET {endpoint}/host/token/?resource=... with headers podname and podns. It is safe
-// for concurrent use; it does not cache (NMI does).
+// GET {endpoint}/host/token/?resource=... with headers podname and podns. It keeps
+// each resource's token until RefreshBefore its expiry. It is safe for concurrent use.
 type NMICredential struct {
 	opts     NMIOptions
 	clientID atomic.Value // string: the identity NMI last answered for
+
+	mu     sync.Mutex
+	tokens map[string]azcore.AccessToken // by resource
 }
+
+// RefreshBefore is how long before its expiry a cached token is replaced, as azidentity
+// does for its credentials.
+const RefreshBefore = 5 * time.Minute
 
 // ClientID is the client ID of the identity NMI last issued a token for, "" before.
 func (c *NMICredential) ClientID() string {
@@ -71,6 +79,12 @@ func (c *NMICredential) GetToken(ctx context.Context, o policy.TokenRequestOptio
 		return azcore.AccessToken{}, fmt.Errorf("%w: want exactly one scope, got %d", ErrNMI, len(o.Scopes))
 	}
 	resource := strings.TrimSuffix(o.Scopes[0], "/.default")
+	c.mu.Lock()
+	if tok, ok := c.tokens[resource]; ok && time.Until(tok.ExpiresOn) > RefreshBefore {
+		c.mu.Unlock()
+		return tok, nil
+	}
+	c.mu.Unlock()
 	u := strings.TrimSuffix(c.opts.Endpoint, "/") + "/host/token/?resource=" + url.QueryEscape(resource)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
@@ -108,5 +122,11 @@ func (c *NMICredential) GetToken(ctx context.Context, o policy.TokenRequestOptio
 	} else if sec, err := strconv.ParseInt(r.Token.ExpiresIn, 10, 64); err == nil {
 		tok.ExpiresOn = time.Now().Add(time.Duration(sec) * time.Second)
 	}
+	c.mu.Lock()
+	if c.tokens == nil {
+		c.tokens = map[string]azcore.AccessToken{}
+	}
+	c.tokens[resource] = tok
+	c.mu.Unlock()
 	return tok, nil
 }

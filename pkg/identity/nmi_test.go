@@ -1,6 +1,9 @@
 package identity
 
 import (
+	"fmt"
+	"sync/atomic"
+
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -45,9 +48,40 @@ func TestNMICredential(t *testing.T) {
 		{200, `{"token":{"access_token":"secret-token"}}`, "has no access_token or clientid"},
 	} {
 		status, body = tc.status, tc.body
+		c := NewNMICredential(NMIOptions{Endpoint: srv.URL, PodName: "web", PodNamespace: "shop"})
 		_, err := c.GetToken(t.Context(), policy.TokenRequestOptions{Scopes: []string{"https://vault.azure.net/.default"}})
 		if !errors.Is(err, ErrNMI) || !strings.Contains(err.Error(), tc.msg) || strings.Contains(err.Error(), "secret-token") {
 			t.Errorf("status %d: err = %v, want ErrNMI containing %q", tc.status, err, tc.msg)
 		}
+	}
+}
+
+// TestNMICredentialCachesTokens: a token is reused until RefreshBefore its expiry; then
+// NMI is asked again.
+func TestNMICredentialCachesTokens(t *testing.T) {
+	t.Parallel()
+	var calls atomic.Int32
+	expiresOn := time.Now().Add(time.Hour)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		fmt.Fprintf(w, `{"token":{"access_token":"t%d","expires_on":"%d"},"clientid":"%s"}`, calls.Load(), expiresOn.Unix(), clientID)
+	}))
+	t.Cleanup(srv.Close)
+	c := NewNMICredential(NMIOptions{Endpoint: srv.URL, PodName: "web", PodNamespace: "shop"})
+	scope := policy.TokenRequestOptions{Scopes: []string{"https://vault.azure.net/.default"}}
+	for range 5 {
+		tok, err := c.GetToken(t.Context(), scope)
+		if err != nil || tok.Token != "t1" {
+			t.Fatalf("%v %v", tok, err)
+		}
+	}
+	if calls.Load() != 1 {
+		t.Fatalf("%d NMI calls for five tokens, want 1", calls.Load())
+	}
+	expiresOn = time.Now().Add(RefreshBefore - time.Second) // the next answer expires soon
+	c2 := NewNMICredential(NMIOptions{Endpoint: srv.URL, PodName: "web", PodNamespace: "shop"})
+	_, _ = c2.GetToken(t.Context(), scope)
+	if tok, _ := c2.GetToken(t.Context(), scope); tok.Token != "t3" || calls.Load() != 3 {
+		t.Fatalf("a token about to expire was reused: %v after %d calls", tok.Token, calls.Load())
 	}
 }

@@ -1,6 +1,10 @@
 package identity
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"time"
+
 	"github.com/kvinject/kvinject/pkg/contract"
 
 	"errors"
@@ -38,12 +42,36 @@ type Request struct {
 	TenantID string
 	// ClientID is the application's client ID (workload identity, service principal).
 	ClientID string
-	// PodName and PodNamespace identify the pod (pod identity, and messages).
-	PodName, PodNamespace string
-	// ServiceAccountToken is the kubelet's token for the token audience (workload identity).
-	ServiceAccountToken string
+	// PodName, PodNamespace and PodUID identify the pod (pod identity, and messages),
+	// as the kubelet gives them.
+	PodName, PodNamespace, PodUID string
+	// ServiceAccountToken is the kubelet's token for the token audience (workload
+	// identity); ServiceAccountSubject is its subject, system:serviceaccount:<ns>:<name>,
+	// checked against the pod the kubelet names; ServiceAccountExpiry its expiry.
+	ServiceAccountToken   string
+	ServiceAccountSubject string
+	ServiceAccountExpiry  time.Time
 	// ClientSecret is the service principal's secret.
 	ClientSecret string
+}
+
+// Key identifies the identity for caches: two requests with the same key are the same
+// principal, and a credential, token or object fetched for one may serve the other.
+// It holds no credential: the service principal's secret is in it only as a SHA-256.
+// Pod identity is keyed by the pod (NMI decides the identity per pod), workload
+// identity by the tenant, client ID and service account, a service principal by the
+// tenant, client ID and its secret. authority is the Entra ID authority host.
+func (r Request) Key(authority string) string {
+	switch r.Mode {
+	case ModePodIdentity:
+		return strings.Join([]string{string(r.Mode), r.PodNamespace, r.PodName, r.PodUID}, "|")
+	case ModeWorkloadIdentity:
+		return strings.Join([]string{string(r.Mode), authority, r.TenantID, r.ClientID, r.ServiceAccountSubject}, "|")
+	case ModeServicePrincipal:
+		sum := sha256.Sum256([]byte(r.ClientSecret))
+		return strings.Join([]string{string(r.Mode), authority, r.TenantID, r.ClientID, hex.EncodeToString(sum[:])}, "|")
+	}
+	return ""
 }
 
 // Describe names the identity for logs and events, without any credential.
@@ -54,7 +82,9 @@ func (r Request) Describe() string {
 	case ModeWorkloadIdentity:
 		return fmt.Sprintf("workload identity (client ID %q)", r.ClientID)
 	case ModeServicePrincipal:
-		return fmt.Sprintf("service principal (client ID %q)", r.ClientID)
+		// Nothing of the nodePublishSecretRef Secret is quoted: a Secret with its keys
+		// swapped would hold the client secret where the client ID belongs.
+		return "the service principal of the volume's nodePublishSecretRef"
 	}
 	return "no identity"
 }
@@ -97,6 +127,7 @@ func Select(a Attributes, volumeContext, secrets map[string]string, audience str
 		ClientID:     strings.TrimSpace(a.ClientID),
 		PodName:      volumeContext[contract.ContextPodName],
 		PodNamespace: volumeContext[contract.ContextPodNamespace],
+		PodUID:       volumeContext[contract.ContextPodUID],
 	}
 	podIdentity, err := parseBool("usePodIdentity", a.UsePodIdentity)
 	if err != nil {
@@ -125,7 +156,21 @@ func Select(a Attributes, volumeContext, secrets map[string]string, audience str
 		if err != nil {
 			return Request{}, err
 		}
-		r.ServiceAccountToken = tok
+		claims, err := parseClaims(tok)
+		if err != nil {
+			return Request{}, err
+		}
+		// The subject must be the service account the kubelet names for the pod: a token
+		// of another account never stands for this pod, and caches are keyed by it.
+		sa := volumeContext[contract.ContextServiceAccount]
+		want := "system:serviceaccount:" + r.PodNamespace + ":" + sa
+		if sa == "" || r.PodNamespace == "" {
+			return Request{}, fmt.Errorf("%w: workload identity needs the pod's namespace and service account; set podInfoOnMount: true in the CSIDriver", ErrInvalid)
+		}
+		if claims.Subject != want {
+			return Request{}, fmt.Errorf("%w: the service-account token is not pod %s/%s's: it is not for service account %s", ErrInvalid, r.PodNamespace, r.PodName, sa)
+		}
+		r.ServiceAccountToken, r.ServiceAccountSubject, r.ServiceAccountExpiry = tok, claims.Subject, claims.Expiry
 	case secrets[contract.SecretClientID] != "" || secrets[contract.SecretClientSecret] != "":
 		r.Mode = ModeServicePrincipal
 		r.ClientID = strings.TrimSpace(secrets[contract.SecretClientID])

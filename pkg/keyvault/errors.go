@@ -85,7 +85,7 @@ func (e *ObjectError) hint() string {
 	case ErrDisabled:
 		return fmt.Sprintf("the %s is disabled in vault %q; enable it, or set objectVersion to an enabled version", e.Type, e.Vault)
 	case ErrThrottled:
-		return fmt.Sprintf("Key Vault throttled the requests to vault %q after retries; the next refresh retries", e.Vault)
+		return fmt.Sprintf("Key Vault throttles the node's requests to vault %q; the node waits as Key Vault asks and the next refresh retries", e.Vault)
 	case ErrWrongTenant:
 		return fmt.Sprintf("vault %q is not in the tenant the volume names; set tenantId to the vault's tenant", e.Vault)
 	case ErrAuth:
@@ -94,7 +94,7 @@ func (e *ObjectError) hint() string {
 		}
 		return fmt.Sprintf("Key Vault rejected the token of %s; check that tenantId is the vault's tenant and that the identity exists there", who)
 	case ErrUnavailable:
-		return fmt.Sprintf("vault %q did not answer successfully after retries; the next refresh retries", e.Vault)
+		return fmt.Sprintf("vault %q did not answer successfully; the node backs off and the next refresh retries", e.Vault)
 	}
 	return ""
 }
@@ -124,6 +124,14 @@ func (e *ObjectError) Unwrap() []error {
 // classify builds the ObjectError for err, returned while fetching o from vault.
 func classify(vault string, o contract.Object, identity string, err error) *ObjectError {
 	oe := &ObjectError{Vault: vault, Object: o.Name, Type: o.ObjectType(), Version: o.Version, Identity: identity, Err: err}
+	var be *BackoffError
+	if errors.As(err, &be) {
+		oe.Class, oe.detail = ErrUnavailable, be.Error()
+		if be.Throttled {
+			oe.Class = ErrThrottled
+		}
+		return oe
+	}
 	var re *azcore.ResponseError
 	if errors.As(err, &re) {
 		oe.Status = re.StatusCode

@@ -3,14 +3,12 @@ package keyvault
 import (
 	"github.com/kvinject/kvinject/pkg/contract"
 
-	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -49,11 +47,13 @@ func TestClassify(t *testing.T) {
 		{"disabled", contract.Object{Name: "DatabasePassword", Version: "0123456789abcdef0123456789abcdef"}, responseError(403, kvErr("Forbidden", "SecretDisabled")), ErrDisabled,
 			`vault "az-key-vault-demo": secret "DatabasePassword" version 0123456789abcdef0123456789abcdef: Key Vault answered 403 SecretDisabled: the secret is disabled in vault "az-key-vault-demo"; enable it, or set objectVersion to an enabled version`},
 		{"throttled", contract.Object{Name: "s"}, responseError(429, kvErr("Throttled", "")), ErrThrottled,
-			`vault "az-key-vault-demo": secret "s": Key Vault answered 429 Throttled: Key Vault throttled the requests to vault "az-key-vault-demo" after retries; the next refresh retries`},
+			`vault "az-key-vault-demo": secret "s": Key Vault answered 429 Throttled: Key Vault throttles the node's requests to vault "az-key-vault-demo"; the node waits as Key Vault asks and the next refresh retries`},
 		{"unauthorized", contract.Object{Name: "s"}, responseError(401, kvErr("Unauthorized", "AKV10032")), ErrAuth,
 			`Key Vault answered 401 AKV10032: Key Vault rejected the token of workload identity (client ID "abc"); check that tenantId is the vault's tenant and that the identity exists there`},
 		{"server error", contract.Object{Name: "s"}, responseError(503, "not json"), ErrUnavailable,
-			`Key Vault answered 503 : vault "az-key-vault-demo" did not answer successfully after retries`},
+			`Key Vault answered 503 : vault "az-key-vault-demo" did not answer successfully; the node backs off and the next refresh retries`},
+		{"backing off after 429", contract.Object{Name: "s"}, &BackoffError{Host: "az-key-vault-demo.vault.azure.net", Until: time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC), Throttled: true}, ErrThrottled,
+			`vault "az-key-vault-demo": secret "s": not sent: az-key-vault-demo.vault.azure.net throttled the node (429) and the node is backing off until 2026-11-30T12:00:00Z: Key Vault throttles`},
 		{"wrong tenant", contract.Object{Name: "s"}, errors.New(`ClientAssertionCredential isn't configured to acquire tokens for tenant "t2". To enable...`), ErrWrongTenant,
 			`vault "az-key-vault-demo": secret "s": the vault's challenge names another tenant: vault "az-key-vault-demo" is not in the tenant the volume names; set tenantId to the vault's tenant`},
 		{"network", contract.Object{Name: "s"}, errors.New("dial tcp: connection refused\nmore detail"), nil,
@@ -69,70 +69,6 @@ func TestClassify(t *testing.T) {
 				t.Errorf("message\n%s\nwant it to contain\n%s", oe.Error(), tc.msg)
 			}
 		})
-	}
-}
-
-// countingSource answers after a delay and records the peak concurrency.
-type countingSource struct {
-	inFlight, peak atomic.Int32
-	fail           map[string]bool
-}
-
-func (s *countingSource) GetSecret(ctx context.Context, name, version string) (Secret, error) {
-	n := s.inFlight.Add(1)
-	defer s.inFlight.Add(-1)
-	for {
-		p := s.peak.Load()
-		if n <= p || s.peak.CompareAndSwap(p, n) {
-			break
-		}
-	}
-	time.Sleep(5 * time.Millisecond)
-	if s.fail[name] {
-		return Secret{}, responseError(404, `{"error":{"code":"SecretNotFound"}}`)
-	}
-	return Secret{Value: "value-of-" + name, Version: "v"}, nil
-}
-func (s *countingSource) GetKey(context.Context, string, string) (Key, error) {
-	return Key{}, errors.New("no")
-}
-func (s *countingSource) GetCertificate(context.Context, string, string) (Certificate, error) {
-	return Certificate{}, errors.New("no")
-}
-
-func TestFetch(t *testing.T) {
-	t.Parallel()
-	var objs []contract.Object
-	for i := 0; i < 20; i++ {
-		objs = append(objs, contract.Object{Name: fmt.Sprintf("s%02d", i), FilePermission: "0440"})
-	}
-	src := &countingSource{}
-	files, err := Fetch(t.Context(), src, objs, FetchOptions{Vault: "v", Concurrency: 4})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if p := src.peak.Load(); p != 4 {
-		t.Errorf("peak concurrency %d, want exactly the bound 4", p)
-	}
-	for i, f := range files {
-		if f.Name != objs[i].Name || string(f.Data) != "value-of-"+objs[i].Name || f.Mode != 0o440 {
-			t.Fatalf("file %d = %+v", i, f)
-		}
-	}
-	src = &countingSource{fail: map[string]bool{"s03": true, "s07": true}}
-	files, err = Fetch(t.Context(), src, objs, FetchOptions{Vault: "v", Concurrency: 8})
-	if files != nil {
-		t.Fatal("a failed fetch returned files")
-	}
-	var oes []*ObjectError
-	for _, e := range err.(interface{ Unwrap() []error }).Unwrap() {
-		var oe *ObjectError
-		if errors.As(e, &oe) {
-			oes = append(oes, oe)
-		}
-	}
-	if len(oes) != 2 || oes[0].Object != "s03" || oes[1].Object != "s07" || !errors.Is(err, ErrNotFound) {
-		t.Fatalf("errors %v", err)
 	}
 }
 

@@ -1,6 +1,8 @@
 package keyvault
 
 import (
+	"sync"
+
 	"github.com/kvinject/kvinject/pkg/contract"
 
 	"context"
@@ -71,11 +73,19 @@ type SourceOptions struct {
 	Retry *policy.RetryOptions
 }
 
-// sdkSource is the Source backed by the unmodified Azure SDK clients.
+// sdkSource is the Source backed by the unmodified Azure SDK clients, each built on
+// first use: most volumes read secrets only, and a node holds a source per vault and
+// identity (with pod identity, per pod).
 type sdkSource struct {
-	secrets *azsecrets.Client
-	keys    *azkeys.Client
-	certs   *azcertificates.Client
+	url  string
+	cred azcore.TokenCredential
+	co   azcore.ClientOptions
+
+	secretsOnce, keysOnce, certsOnce sync.Once
+	secrets                          *azsecrets.Client
+	keys                             *azkeys.Client
+	certs                            *azcertificates.Client
+	secretsErr, keysErr, certsErr    error
 }
 
 // NewSource returns a Source for the named vault that authenticates with cred. It sends
@@ -95,23 +105,18 @@ func NewSource(vault string, cred azcore.TokenCredential, opts SourceOptions) (S
 	if opts.Retry != nil {
 		co.Retry = *opts.Retry
 	}
-	url := opts.Cloud.VaultURL(vault)
-	s, err := azsecrets.NewClient(url, cred, &azsecrets.ClientOptions{ClientOptions: co})
-	if err != nil {
-		return nil, fmt.Errorf("secrets client: %w", err)
-	}
-	k, err := azkeys.NewClient(url, cred, &azkeys.ClientOptions{ClientOptions: co})
-	if err != nil {
-		return nil, fmt.Errorf("keys client: %w", err)
-	}
-	c, err := azcertificates.NewClient(url, cred, &azcertificates.ClientOptions{ClientOptions: co})
-	if err != nil {
-		return nil, fmt.Errorf("certificates client: %w", err)
-	}
-	return &sdkSource{secrets: s, keys: k, certs: c}, nil
+	return &sdkSource{url: opts.Cloud.VaultURL(vault), cred: cred, co: co}, nil
 }
 
 func (s *sdkSource) GetSecret(ctx context.Context, name, version string) (Secret, error) {
+	s.secretsOnce.Do(func() {
+		if s.secrets, s.secretsErr = azsecrets.NewClient(s.url, s.cred, &azsecrets.ClientOptions{ClientOptions: s.co}); s.secretsErr != nil {
+			s.secretsErr = fmt.Errorf("secrets client: %w", s.secretsErr)
+		}
+	})
+	if s.secretsErr != nil {
+		return Secret{}, s.secretsErr
+	}
 	resp, err := s.secrets.GetSecret(ctx, name, version, nil)
 	if err != nil {
 		return Secret{}, err
@@ -127,6 +132,14 @@ func (s *sdkSource) GetSecret(ctx context.Context, name, version string) (Secret
 }
 
 func (s *sdkSource) GetKey(ctx context.Context, name, version string) (Key, error) {
+	s.keysOnce.Do(func() {
+		if s.keys, s.keysErr = azkeys.NewClient(s.url, s.cred, &azkeys.ClientOptions{ClientOptions: s.co}); s.keysErr != nil {
+			s.keysErr = fmt.Errorf("keys client: %w", s.keysErr)
+		}
+	})
+	if s.keysErr != nil {
+		return Key{}, s.keysErr
+	}
 	resp, err := s.keys.GetKey(ctx, name, version, nil)
 	if err != nil {
 		return Key{}, err
@@ -149,6 +162,14 @@ func (s *sdkSource) GetKey(ctx context.Context, name, version string) (Key, erro
 }
 
 func (s *sdkSource) GetCertificate(ctx context.Context, name, version string) (Certificate, error) {
+	s.certsOnce.Do(func() {
+		if s.certs, s.certsErr = azcertificates.NewClient(s.url, s.cred, &azcertificates.ClientOptions{ClientOptions: s.co}); s.certsErr != nil {
+			s.certsErr = fmt.Errorf("certificates client: %w", s.certsErr)
+		}
+	})
+	if s.certsErr != nil {
+		return Certificate{}, s.certsErr
+	}
 	resp, err := s.certs.GetCertificate(ctx, name, version, nil)
 	if err != nil {
 		return Certificate{}, err

@@ -577,7 +577,7 @@ func TestTutorialObjectsAttribute(t *testing.T) {
 	if got != tutorialObjects {
 		t.Fatalf("objects attribute:\n%s\nwant:\n%s", got, tutorialObjects)
 	}
-	back, err := contract.ParseObjects(got)
+	back, err := contract.ParseObjects(got, contract.DefaultMaxObjects)
 	if err != nil {
 		t.Fatal(err)
 	}

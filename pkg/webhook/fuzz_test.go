@@ -59,7 +59,7 @@ func FuzzHandler(f *testing.F) {
 			if v.Name != contract.VolumeName || v.CSI == nil {
 				continue
 			}
-			if _, err := contract.ParseObjects(v.CSI.VolumeAttributes[contract.AttrObjects]); err != nil {
+			if _, err := contract.ParseObjects(v.CSI.VolumeAttributes[contract.AttrObjects], contract.MaxObjectsLimit); err != nil {
 				t.Fatalf("injected objects violate the grammar: %v", err)
 			}
 			return

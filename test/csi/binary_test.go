@@ -1,6 +1,8 @@
 package csi
 
 import (
+	"time"
+
 	"github.com/kvinject/kvinject/internal/testkit"
 	"github.com/kvinject/kvinject/pkg/contract"
 
@@ -46,13 +48,15 @@ func (b *lockedBuffer) String() string {
 // client secret or secret value appears in any log line, returned error or metric.
 func TestBinaryEndToEnd(t *testing.T) {
 	testkit.RequireRoot(t)
+	const rotation = time.Second // the binary's clock is real: a short interval
 	w := startWorld(t)
 	bin := testkit.Binary(t, "./cmd/csi-node")
 	root := t.TempDir()
 	socket := filepath.Join(root, "plugins", contract.DefaultDriverName, "csi.sock")
 	metricsAddr := testkit.FreeAddr(t)
 	args := []string{"--kubelet-root", root, "--node-id", "node-1", "--register=false", "--metrics-bind-address", metricsAddr,
-		"--health-probe-bind-address", "0", "--nmi-endpoint", "http://" + w.emu.NMIAddr(), "--log-level", "10"}
+		"--health-probe-bind-address", "0", "--nmi-endpoint", "http://" + w.emu.NMIAddr(), "--log-level", "10",
+		"--rotation-poll-interval", rotation.String()}
 	var logs lockedBuffer
 	cmd := runBinary(t, bin, socket, &logs, w.env(), args...)
 	node := nodeClient(t, socket)
@@ -140,6 +144,7 @@ func TestBinaryEndToEnd(t *testing.T) {
 		if err := w.emu.SetEnabled(vault, emulator.ObjectSecret, "DatabasePassword", "", false); err != nil {
 			t.Fatal(err)
 		}
+		time.Sleep(rotation + rotation/5) // the refresh is due (interval and jitter)
 		if _, err := node.NodePublishVolume(ctx, reqs[0]); err != nil {
 			t.Fatalf("failed refresh: %v", err)
 		}
@@ -216,7 +221,7 @@ func TestBinaryEndToEnd(t *testing.T) {
 	})
 }
 
-func nodeClient(t *testing.T, socket string) csiapi.NodeClient {
+func nodeClient(t testing.TB, socket string) csiapi.NodeClient {
 	t.Helper()
 	conn, err := grpc.NewClient("unix://"+socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {

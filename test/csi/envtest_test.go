@@ -98,21 +98,25 @@ func TestSecretProviderClassFromAPIServer(t *testing.T) {
 		}
 	}
 
-	// A failed refresh is an Event on the pod.
+	// A failed refresh is an Event on the pod; ten failed refreshes are still one Event
+	// object, with count 10 (not ten objects a minute for a broken vault).
 	if err := w.emu.SetEnabled(vault, emulator.ObjectSecret, "DatabasePassword", "", false); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := p.NodePublishVolume(ctx, req); err != nil {
-		t.Fatalf("failed refresh: %v", err)
+	for i := range 10 {
+		p.advance()
+		if _, err := p.NodePublishVolume(ctx, req); err != nil {
+			t.Fatalf("failed refresh %d: %v", i+1, err)
+		}
 	}
 	var events []corev1.Event
-	testkit.Eventually(t, 10*time.Second, "one Event for the pod", func(ctx context.Context) error {
+	testkit.Eventually(t, 10*time.Second, "one Event for the pod, with count 10", func(ctx context.Context) error {
 		evs, err := kube.CoreV1().Events("default").List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=" + podName})
 		if err != nil {
 			return err
 		}
-		if events = evs.Items; len(events) != 1 {
-			return fmt.Errorf("%d events", len(events))
+		if events = evs.Items; len(events) != 1 || events[0].Count != 10 {
+			return fmt.Errorf("%d events: %+v", len(events), events)
 		}
 		return nil
 	})

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/url"
+	"sync"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -20,7 +21,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	csiapi "github.com/container-storage-interface/spec/lib/go/csi"
 
 	"github.com/kvinject/kvinject/pkg/csi"
@@ -57,7 +57,7 @@ type world struct {
 	ca     string // the emulator's CA, as a PEM file
 }
 
-func startWorld(t testing.TB) *world {
+func startWorld(t testing.TB, opts ...func(*emulator.Options)) *world {
 	t.Helper()
 	iss, err := emulator.NewIssuer(saIssuer)
 	if err != nil {
@@ -104,7 +104,11 @@ func startWorld(t testing.TB) *world {
 			JWKS:    iss.JWKS(),
 		}},
 	}
-	emu, err := emulator.Start(t.Context(), emulator.Options{Seed: seed})
+	eo := emulator.Options{Seed: seed}
+	for _, o := range opts {
+		o(&eo)
+	}
+	emu, err := emulator.Start(context.Background(), eo)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,9 +138,6 @@ func (w *world) serviceAccountTokens(t testing.TB) (raw, token string) {
 	return string(b), tok
 }
 
-// fastRetry keeps azcore's retry policy but with millisecond delays.
-var fastRetry = &policy.RetryOptions{MaxRetries: 3, RetryDelay: 5 * time.Millisecond, MaxRetryDelay: 20 * time.Millisecond}
-
 // plugin is a node plugin running in this process, reached as the kubelet reaches it:
 // gRPC on its CSI socket.
 type plugin struct {
@@ -144,6 +145,25 @@ type plugin struct {
 	csiapi.IdentityClient
 	*csi.Plugin
 	socket string
+	clock  *testClock
+}
+
+// testClock is the plugin's clock in in-process tests: the rotation schedule, the
+// caches and the per-vault backoff follow it, so a test makes a refresh due, or a
+// backoff window pass, without waiting.
+type testClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *testClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+
+// advance moves the plugin's clock past every volume's next refresh (the interval and
+// its jitter), every cached object's TTL and any backoff window up to a minute.
+func (p *plugin) advance() {
+	p.clock.mu.Lock()
+	p.clock.now = p.clock.now.Add(3 * csi.DefaultRotationPollInterval)
+	p.clock.mu.Unlock()
 }
 
 // newPlugin runs the node plugin (csi.Plugin.Run, as the binary does) in this process
@@ -167,11 +187,14 @@ func newPlugin(t testing.TB, w *world, root string, deps csi.PluginOptions, muta
 		if err != nil {
 			t.Fatal(err)
 		}
+		// As the plugin builds its own, idle pool and all; only the proxy and the CA
+		// are the emulator's.
 		deps.AzureTransport = csi.NewAzureHTTPClient(csi.AzureHTTPOptions{
-			IdleConnsPerHost: o.MaxConcurrentFetches, Proxy: http.ProxyURL(proxy), RootCAs: w.emu.CertPool()})
+			IdleConnsPerHost: o.MaxRequestsInFlight, Proxy: http.ProxyURL(proxy), RootCAs: w.emu.CertPool()})
 	}
-	if deps.Retry == nil {
-		deps.Retry = fastRetry
+	clock := &testClock{now: time.Now()}
+	if deps.Now == nil {
+		deps.Now = clock.Now
 	}
 	p, err := csi.NewPlugin(o, deps)
 	if err != nil {
@@ -191,7 +214,7 @@ func newPlugin(t testing.TB, w *world, root string, deps csi.PluginOptions, muta
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	np := &plugin{NodeClient: csiapi.NewNodeClient(conn), IdentityClient: csiapi.NewIdentityClient(conn), Plugin: p, socket: o.Endpoint}
+	np := &plugin{NodeClient: csiapi.NewNodeClient(conn), IdentityClient: csiapi.NewIdentityClient(conn), Plugin: p, socket: o.Endpoint, clock: clock}
 	testkit.Eventually(t, 10*time.Second, "CSI socket answers", func(ctx context.Context) error {
 		_, err := np.Probe(ctx, &csiapi.ProbeRequest{})
 		return err

@@ -1,6 +1,8 @@
 package csi
 
 import (
+	"time"
+
 	"github.com/kvinject/kvinject/internal/testkit"
 	"github.com/kvinject/kvinject/pkg/contract"
 
@@ -332,7 +334,7 @@ func TestErrorClasses(t *testing.T) {
 		{"version not found", volume{objects: []contract.Object{{Name: "versioned", Version: "00000000000000000000000000000000"}}}, nil, codes.NotFound,
 			`there is no secret named "versioned" with version 00000000000000000000000000000000 in vault "az-key-vault-demo"`},
 		{"forbidden by policy", volume{objects: []contract.Object{{Name: "DatabaseLogin"}}, attrs: noPodID, secrets: sp(outsider, outsiderKey)}, nil, codes.PermissionDenied,
-			`vault "az-key-vault-demo": secret "DatabaseLogin": Key Vault answered 403 ForbiddenByPolicy: service principal (client ID "` + outsider + `") lacks get permission on secrets in vault "az-key-vault-demo"; grant it get on secrets (access policy) or a Key Vault Secrets User role`},
+			`vault "az-key-vault-demo": secret "DatabaseLogin": Key Vault answered 403 ForbiddenByPolicy: the service principal of the volume's nodePublishSecretRef lacks get permission on secrets in vault "az-key-vault-demo"; grant it get on secrets (access policy) or a Key Vault Secrets User role`},
 		{"pod identity forbidden by policy", volume{objects: []contract.Object{{Name: "DatabaseLogin"}}, attrs: map[string]string{contract.ContextPodNamespace: "restricted"}}, func() {
 			_ = w.emu.AddPodIdentity(emulator.PodIdentity{Namespace: "restricted", Pod: "*", ClientID: outsider})
 		}, codes.PermissionDenied,
@@ -341,15 +343,16 @@ func TestErrorClasses(t *testing.T) {
 			`vault "az-key-vault-demo": secret "disabled": Key Vault answered 403 SecretDisabled: the secret is disabled in vault "az-key-vault-demo"; enable it, or set objectVersion to an enabled version`},
 		{"throttled", volume{objects: []contract.Object{{Name: "DatabaseLogin"}}}, func() {
 			w.emu.SetFault(emulator.FaultTarget{Vault: vault, ObjectType: emulator.ObjectSecret, Object: "DatabaseLogin"}, emulator.Fault{Status: 429})
-		}, codes.Unavailable, `vault "az-key-vault-demo": secret "DatabaseLogin": Key Vault answered 429 Throttled: Key Vault throttled the requests to vault "az-key-vault-demo" after retries`},
+		}, codes.Unavailable, `vault "az-key-vault-demo": secret "DatabaseLogin": Key Vault answered 429 Throttled: Key Vault throttles the node's requests to vault "az-key-vault-demo"; the node waits as Key Vault asks and the next refresh retries`},
 		{"wrong tenant", volume{objects: []contract.Object{{Name: "DatabaseLogin"}}, attrs: map[string]string{contract.AttrUsePodIdentity: "false", contract.AttrTenantID: otherTenant}, secrets: sp(foreigner, foreignKey)}, nil, codes.Unauthenticated,
 			`vault "az-key-vault-demo": secret "DatabaseLogin": the vault's challenge names another tenant: vault "az-key-vault-demo" is not in the tenant the volume names; set tenantId to the vault's tenant`},
 		{"bad client secret", volume{objects: []contract.Object{{Name: "DatabaseLogin"}}, attrs: noPodID, secrets: sp(spClient, "not-the-secret")}, nil, codes.Unauthenticated,
-			`vault "az-key-vault-demo": secret "DatabaseLogin": Entra ID refused to issue a token (invalid_client AADSTS7000215): check service principal (client ID "` + spClient + `"): its client ID, tenantId, and its client secret or federated credential`},
+			`vault "az-key-vault-demo": secret "DatabaseLogin": Entra ID refused to issue a token (invalid_client AADSTS7000215): check the service principal of the volume's nodePublishSecretRef: its client ID, tenantId, and its client secret or federated credential`},
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			w.emu.ClearFaults()
+			p.advance() // past any backoff an earlier case left
 			if tc.setup != nil {
 				tc.setup()
 			}
@@ -372,10 +375,28 @@ func TestErrorClasses(t *testing.T) {
 	}
 	t.Run("throttled then recovered", func(t *testing.T) {
 		w.emu.ClearFaults()
-		w.emu.SetFault(emulator.FaultTarget{Vault: vault, ObjectType: emulator.ObjectSecret, Object: "DatabasePassword"}, emulator.Fault{Status: 429, Count: 2})
+		p.advance()
+		w.emu.SetFault(emulator.FaultTarget{Vault: vault, ObjectType: emulator.ObjectSecret, Object: "DatabasePassword"}, emulator.Fault{Status: 429, Count: 2, RetryAfter: 30 * time.Second})
 		req := volume{name: "recover", objects: []contract.Object{{Name: "DatabasePassword", Alias: "DATABASE_PASSWORD"}}}.request(t, root)
-		if _, err := p.NodePublishVolume(t.Context(), req); err != nil {
-			t.Fatalf("publish after two 429s: %v", err)
+		// Each 429 holds the vault for its Retry-After; within it nothing is sent, and
+		// the kubelet's retry fails at once; after it, one request goes.
+		for attempt, want := range []string{"Key Vault answered 429 Throttled", "not sent", "Key Vault answered 429 Throttled", "not sent", ""} {
+			_, err := p.NodePublishVolume(t.Context(), req)
+			if want == "" {
+				if err != nil {
+					t.Fatalf("attempt %d after the 429s: %v", attempt+1, err)
+				}
+				break
+			}
+			if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), want) {
+				t.Fatalf("attempt %d: %v, want Unavailable %q", attempt+1, err, want)
+			}
+			if want == "not sent" {
+				p.advance()
+			}
+		}
+		if got := w.emu.Requests(emulator.Key{Vault: vault, Object: "DatabasePassword", Caller: podIDClient}); got != 3 {
+			t.Fatalf("%d requests reached Key Vault, want 3: one per Retry-After window", got)
 		}
 		unpublishAtEnd(t, p, req)
 		if got := readVolume(t, req.TargetPath)["DATABASE_PASSWORD"]; got != "MyP@ssword123456" {
@@ -384,9 +405,10 @@ func TestErrorClasses(t *testing.T) {
 	})
 }
 
-// TestRotation rotates two secrets 200 times while readers read the volume: through a
+// TestRotation rotates two secrets 50 times while readers read the volume: through a
 // resolved ..data they always see both files from one generation, and no visible file
-// is ever missing. Unchanged republishes write nothing.
+// is ever missing. Republishes before the interval read nothing; unchanged ones write
+// nothing.
 func TestRotation(t *testing.T) {
 	testkit.RequireRoot(t)
 	w := startWorld(t)
@@ -416,9 +438,18 @@ func TestRotation(t *testing.T) {
 		reads <- n
 		errc <- err
 	}()
-	for i := 1; i <= 200; i++ {
+	for i := 1; i <= 50; i++ {
 		set(i)
 		gen, _ := os.Readlink(filepath.Join(target, csi.DataLink))
+		if _, err := p.NodePublishVolume(ctx, req); err != nil { // not due: nothing read
+			cancel()
+			t.Fatalf("republish %d: %v", i, err)
+		}
+		if g, _ := os.Readlink(filepath.Join(target, csi.DataLink)); g != gen {
+			cancel()
+			t.Fatalf("republish %d before the interval swapped ..data", i)
+		}
+		p.advance()
 		if _, err := p.NodePublishVolume(ctx, req); err != nil {
 			cancel()
 			t.Fatalf("republish %d: %v", i, err)
@@ -435,11 +466,12 @@ func TestRotation(t *testing.T) {
 	if n := <-reads; n < 10 {
 		t.Fatalf("the reader read only %d times", n)
 	}
-	if got := readVolume(t, target); got["DATABASE_LOGIN"] != "DatabaseLogin-gen-200" || got["DATABASE_PASSWORD"] != "DatabasePassword-gen-200" {
+	if got := readVolume(t, target); got["DATABASE_LOGIN"] != "DatabaseLogin-gen-50" || got["DATABASE_PASSWORD"] != "DatabasePassword-gen-50" {
 		t.Fatalf("final files %v", got)
 	}
 	// Unchanged: the same ..data after a republish.
 	gen, _ := os.Readlink(filepath.Join(target, csi.DataLink))
+	p.advance()
 	if _, err := p.NodePublishVolume(ctx, req); err != nil {
 		t.Fatal(err)
 	}
@@ -450,10 +482,11 @@ func TestRotation(t *testing.T) {
 	if err := w.emu.SetEnabled(vault, emulator.ObjectSecret, "DatabasePassword", "", false); err != nil {
 		t.Fatal(err)
 	}
+	p.advance()
 	if _, err := p.NodePublishVolume(ctx, req); err != nil {
 		t.Fatalf("failed refresh: %v, want success with the old files", err)
 	}
-	if got := readVolume(t, target); got["DATABASE_PASSWORD"] != "DatabasePassword-gen-200" {
+	if got := readVolume(t, target); got["DATABASE_PASSWORD"] != "DatabasePassword-gen-50" {
 		t.Fatalf("after a failed refresh %v", got)
 	}
 }

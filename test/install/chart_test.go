@@ -303,6 +303,7 @@ func TestValuesRejected(t *testing.T) {
 		{"bad cloud", "webhook: {defaults: {cloudName: Mars}}", "cloudName"},
 		{"Azure Stack, which both programs refuse", "webhook: {defaults: {cloudName: AzureStackCloud}}", "cloudName"},
 		{"bad log level", "csi: {logLevel: loud}", "logLevel"},
+		{"plugin bound below the webhook's", "csi: {maxObjectsPerVolume: 10}", "csi.maxObjectsPerVolume (10) is below webhook.defaults.maxEntries (64)"},
 		{"bad vault", "webhook: {defaults: {vault: -x}}", "vault"},
 		{"bad tenant", "webhook: {defaults: {tenantId: not a tenant}}", "tenantId"},
 		{"failure policy", "webhook: {failurePolicy: Maybe}", "failurePolicy"},

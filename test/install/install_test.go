@@ -623,18 +623,25 @@ func checkCSIAccess(t *testing.T, cp *framework.ControlPlane, c client.Client) {
 	if params["keyvaultName"] != "az-key-vault-demo" {
 		t.Errorf("parameters %v", params)
 	}
-	kube.Warning(ctx, csi.PodInfo{Name: "tutorial", Namespace: "default", UID: "uid-1"}, csi.ReasonRefreshFailed, "install test")
-	testkit.Eventually(t, 10*time.Second, "the node plugin's Event is recorded", func(context.Context) error {
+	// An Event, then the same one again: aggregated into one object (create, then patch).
+	for range 2 {
+		kube.Event(ctx, csi.PodInfo{Name: "tutorial", Namespace: "default", UID: "uid-1"}, csi.EventWarning, csi.ReasonRefreshFailed, "install test")
+	}
+	testkit.Eventually(t, 10*time.Second, "the node plugin's Event is recorded and aggregated", func(context.Context) error {
 		var evs corev1.EventList
 		if err := c.List(ctx, &evs, client.InNamespace("default")); err != nil {
 			return err
 		}
+		var ours []corev1.Event
 		for _, e := range evs.Items {
 			if e.Reason == csi.ReasonRefreshFailed && e.Source.Component == "kvinject-csi-node" {
-				return nil
+				ours = append(ours, e)
 			}
 		}
-		return errors.New("no event")
+		if len(ours) != 1 || ours[0].Count != 2 {
+			return fmt.Errorf("%d events (counts %v), want one with count 2", len(ours), ours)
+		}
+		return nil
 	})
 	user := fmt.Sprintf("system:serviceaccount:%s:%s", namespace, sa)
 	for _, ra := range []authorizationv1.ResourceAttributes{

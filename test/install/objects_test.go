@@ -403,13 +403,17 @@ func checkRelations(t *testing.T, o *objects, namespace string) (*webhook.Option
 			t.Errorf("node plugin probe %+v does not use the health port, which probes the CSI socket", probe)
 		}
 	}
+	// What the webhook admits, the plugin mounts.
+	if ccfg.MaxObjectsPerVolume < wcfg.Cluster.MaxEntries {
+		t.Errorf("node plugin --max-objects-per-volume %d is below the webhook's maxEntries %d", ccfg.MaxObjectsPerVolume, wcfg.Cluster.MaxEntries)
+	}
 	// One audience: what the kubelet requests is what the plugin exchanges.
 	if len(drv.Spec.TokenRequests) != 1 || drv.Spec.TokenRequests[0].Audience != ccfg.TokenAudience {
 		t.Errorf("CSIDriver tokenRequests %+v, plugin --token-audience %s", drv.Spec.TokenRequests, ccfg.TokenAudience)
 	}
 	checkRBAC(t, o, dpod.ServiceAccountName, namespace, []rbacv1.PolicyRule{
 		{APIGroups: []string{"secrets-store.csi.x-k8s.io"}, Resources: []string{"secretproviderclasses"}, Verbs: []string{"get"}},
-		{APIGroups: []string{""}, Resources: []string{"events"}, Verbs: []string{"create"}},
+		{APIGroups: []string{""}, Resources: []string{"events"}, Verbs: []string{"create", "get", "patch"}},
 	})
 	if spc := strings.TrimPrefix(csi.SecretProviderClassAPI, "/apis/"); len(o.crds) == 1 {
 		crd := o.crds[0]

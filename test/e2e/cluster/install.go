@@ -134,9 +134,11 @@ func (c *Cluster) ChartValues(ep emulator.Endpoints, caPEM []byte) map[string]an
 			"env": apiServer,
 		},
 		"csi": map[string]any{
-			"image":                  img(image.CSINode),
-			"kubeletRoot":            c.KubeletRoot(),
-			"rotation":               map[string]any{"enabled": true},
+			"image":       img(image.CSINode),
+			"kubeletRoot": c.KubeletRoot(),
+			// The kubelet republishes every 10 s here (syncFrequency); a 5 s interval lets
+			// the rotation test see a new version within a republish or two.
+			"rotation":               map[string]any{"enabled": true, "pollInterval": "5s"},
 			"nmiEndpoint":            "http://" + ep.NMI,
 			"metricsPort":            CSIMetricsPort,
 			"healthPort":             CSIHealthPort,
