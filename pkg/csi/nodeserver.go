@@ -19,6 +19,9 @@ import (
 type NodeOptions struct {
 	// NodeID is returned by NodeGetInfo.
 	NodeID string
+	// DriverName is the driver's name: the volumes it recovers after a restart are
+	// those the kubelet records for it.
+	DriverName string
 	// KubeletRoot is the kubelet's root directory (clean, absolute).
 	KubeletRoot string
 	// TmpfsBytes is the size limit of each volume's tmpfs.

@@ -109,6 +109,7 @@ func NewPlugin(o *Options, deps PluginOptions) (*Plugin, error) {
 	}
 	node, err := NewNodeServer(NodeOptions{
 		NodeID:               o.NodeID,
+		DriverName:           o.DriverName,
 		KubeletRoot:          o.kubeletRoot(),
 		TmpfsBytes:           size,
 		PublishTimeout:       o.PublishTimeout,
@@ -211,6 +212,9 @@ func (p *Plugin) Run(ctx context.Context) error {
 	}
 	for i, srv := range httpSrvs {
 		serve("HTTP server "+httpLns[i].Addr().String(), func() error { return srv.Serve(httpLns[i]) })
+	}
+	if n := p.node.recoverVolumes(log); n > 0 {
+		log.Info("Tidied the volumes of the previous process", "volumes", n)
 	}
 	log.Info("Serving CSI", "driver", p.opts.DriverName, "node", p.opts.NodeID, "endpoint", endpoint,
 		"registration", p.opts.Register, "metrics", p.opts.MetricsBindAddress, "health", p.opts.HealthProbeBindAddress)

@@ -195,6 +195,30 @@ func (w Writer) Write(dir string, files []Payload, opts WriteOptions) (res Write
 	return res, w.removeStale(dir, names, gen)
 }
 
+// Tidy removes what an interrupted write left in dir (data directories ..data does not
+// point to, temporary links) and visible links to names the current set lacks, and
+// changes nothing else.
+func (w Writer) Tidy(dir string) error {
+	if err := checkRealDir(dir); err != nil {
+		return err
+	}
+	cur, _ := os.Readlink(filepath.Join(dir, DataLink))
+	if !isGeneration(cur) {
+		cur = ""
+	}
+	names := map[string]bool{}
+	if cur != "" {
+		entries, err := os.ReadDir(filepath.Join(dir, cur))
+		if err != nil {
+			return err
+		}
+		for _, e := range entries {
+			names[e.Name()] = true
+		}
+	}
+	return w.removeStale(dir, names, cur)
+}
+
 // checkRoom fails with ErrNoSpace unless files fit the room dir's file system has left
 // (the current set stays until the swap, so both must fit).
 func checkRoom(dir string, files []Payload) error {

@@ -8,6 +8,8 @@
 package e2e_test
 
 import (
+	"sync/atomic"
+
 	"context"
 	"errors"
 	"fmt"
@@ -318,6 +320,77 @@ func TestAccessDenied(t *testing.T) {
 			t.Errorf("kubectl describe shows a secret value or token (%q)", want)
 		}
 	}
+}
+
+// TestPluginRestart: the node plugin's pod is deleted while an application pod runs
+// (as a DaemonSet update or a crash would do). The application's files stay readable
+// the whole time, the DaemonSet's new pod registers again, and rotation resumes.
+func TestPluginRestart(t *testing.T) {
+	apply(t, "tutorial-pod.yaml")
+	pod := "nginx-secrets-store-inline"
+	waitReady(t, "default", "pod/"+pod)
+	old := kubectl(t, "get", "pods", "-n", cluster.Namespace, "-l", "app.kubernetes.io/component=csi-node", "-o", "jsonpath={.items[0].metadata.uid}")
+
+	var reads, failures atomic.Int32
+	var firstFailure atomic.Value
+	stop := make(chan struct{})
+	readerDone := make(chan struct{})
+	go func() {
+		defer close(readerDone)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			out, err := c.Kubectl(context.Background(), "exec", pod, "--", "cat", "/mnt/secrets-store/DATABASE_PASSWORD")
+			reads.Add(1)
+			if err != nil || out != "MyP@ssword123456" {
+				failures.Add(1)
+				firstFailure.CompareAndSwap(nil, fmt.Sprintf("%q %v", out, err))
+			}
+		}
+	}()
+	kubectl(t, "delete", "pod", "-n", cluster.Namespace, "-l", "app.kubernetes.io/component=csi-node", "--wait=false")
+	testkit.Eventually(t, 90*time.Second, "a new node plugin pod, registered with the kubelet", func(ctx context.Context) error {
+		out, err := c.Kubectl(ctx, "get", "pods", "-n", cluster.Namespace, "-l", "app.kubernetes.io/component=csi-node",
+			"-o", `jsonpath={range .items[*]}{.metadata.uid} {.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}`)
+		if err != nil {
+			return err
+		}
+		for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+			uid, ready, _ := strings.Cut(line, " ")
+			if uid != old && ready == "True" {
+				drivers, err := c.Kubectl(ctx, "get", "csinode", cluster.NodeName, "-o", "jsonpath={.spec.drivers[*].name}")
+				if err == nil && drivers == cluster.DriverName {
+					return nil
+				}
+				return fmt.Errorf("new pod ready; CSINode drivers %q", drivers)
+			}
+		}
+		return fmt.Errorf("pods: %s", out)
+	})
+	time.Sleep(3 * time.Second) // and a little after it
+	close(stop)
+	<-readerDone
+	t.Logf("%d reads across the restart, %d failed", reads.Load(), failures.Load())
+	if failures.Load() != 0 || reads.Load() < 5 {
+		t.Fatalf("%d of %d reads failed across the plugin's restart (first: %v)", failures.Load(), reads.Load(), firstFailure.Load())
+	}
+
+	const rotated = "After-Restart-P@ss"
+	if _, err := c.SetSecret(t.Context(), cluster.Vault, "DatabasePassword", rotated); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_, _ = c.SetSecret(context.Background(), cluster.Vault, "DatabasePassword", "MyP@ssword123456")
+	})
+	testkit.Eventually(t, 60*time.Second, "rotation by the new plugin pod", func(context.Context) error {
+		if got := kubectl(t, "exec", pod, "--", "cat", "/mnt/secrets-store/DATABASE_PASSWORD"); got != rotated {
+			return fmt.Errorf("the file still says %q", got)
+		}
+		return nil
+	})
 }
 
 // TestRotation: a new version in the emulator appears in the running container's file
