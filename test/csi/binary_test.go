@@ -192,6 +192,9 @@ func TestBinaryEndToEnd(t *testing.T) {
 			"client secret": spSecret, "outsider secret": outsiderKey, "wrong client secret": "not-the-secret-",
 			"secret value login": "MyDBLoginName", "secret value password": "MyP@ssword123456", "rotated value": "rotated-after-restart",
 			"disabled value": "never-served-value",
+			// Every value of a nodePublishSecretRef Secret, its client ID too: a Secret with
+			// its keys swapped would put the client secret there.
+			"service principal's client ID": spClient, "outsider's client ID": outsider,
 		}
 		logText := logs.String()
 		if !strings.Contains(logText, "Published volume") || !strings.Contains(logText, "CSI call") {

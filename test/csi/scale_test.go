@@ -294,7 +294,7 @@ func TestThrottleStorm(t *testing.T) {
 	w.emu.ResetCounters()
 	const windows = 5
 	for range windows {
-		p.advance() // past the interval and the 30 s window
+		p.advance()   // past the interval and the 30 s window
 		for range 3 { // the kubelet republishes several times a window
 			if err := publishAll(t, p, reqs, 10); err != nil {
 				t.Fatalf("republish during the storm: %v (the volumes keep their files)", err)

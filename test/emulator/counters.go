@@ -57,3 +57,43 @@ func (c *counterTable) reset() {
 	c.m = map[Key]int{}
 	c.mu.Unlock()
 }
+
+// Totals sums every counter: what reached the emulator since the last ResetTotals.
+type Totals struct {
+	// KeyVaultReads are authenticated Key Vault requests; KeyVaultChallenges the
+	// unauthenticated ones (Key Vault's challenge round trip).
+	KeyVaultReads, KeyVaultChallenges int
+	// TokenRequests are Entra ID token requests; NMIRequests are NMI's.
+	TokenRequests, NMIRequests int
+	// TLSHandshakes are new connections to the HTTPS listener.
+	TLSHandshakes int
+}
+
+func sum(m map[Key]int) int {
+	n := 0
+	for _, v := range m {
+		n += v
+	}
+	return n
+}
+
+// Totals returns the sums of every counter.
+func (e *Emulator) Totals() Totals {
+	t := Totals{TokenRequests: sum(e.tokenCounts.snapshot()), NMIRequests: sum(e.nmiCounts.snapshot()), TLSHandshakes: e.Connections().TLSHandshakes}
+	for k, n := range e.counters.snapshot() {
+		if k.Caller == "" {
+			t.KeyVaultChallenges += n
+		} else {
+			t.KeyVaultReads += n
+		}
+	}
+	return t
+}
+
+// ResetTotals sets every counter Totals sums to zero.
+func (e *Emulator) ResetTotals() {
+	e.counters.reset()
+	e.tokenCounts.reset()
+	e.nmiCounts.reset()
+	e.ResetConnections()
+}

@@ -1,6 +1,8 @@
 package emulator
 
 import (
+	"math/rand/v2"
+
 	"strconv"
 	"sync"
 	"time"
@@ -31,9 +33,37 @@ type Fault struct {
 	RetryAfterMsHeader time.Duration
 	// Reset closes the TCP connection with RST instead of answering.
 	Reset bool
+	// Chaos, when set, draws for each matching request: 429 (with the retry headers
+	// above), 500, a reset, or (otherwise) the request served normally. Status and
+	// Reset are ignored.
+	Chaos *Chaos
 	// Count is how many requests the fault applies to before it clears itself;
 	// 0 means until ClearFaults or a new SetFault for the same target.
 	Count int
+}
+
+// Chaos are the probabilities of a chaotic fault, each between 0 and 1, their sum at
+// most 1.
+type Chaos struct {
+	Throttle, ServerError, Reset float64
+}
+
+// draw turns a chaotic fault into this request's: 429, 500, a reset, or none.
+func (f Fault) draw() Fault {
+	if f.Chaos == nil {
+		return f
+	}
+	c := *f.Chaos
+	f.Chaos, f.Status, f.Reset = nil, 0, false
+	switch r := rand.Float64(); {
+	case r < c.Throttle:
+		f.Status = 429
+	case r < c.Throttle+c.ServerError:
+		f.Status = 500
+	case r < c.Throttle+c.ServerError+c.Reset:
+		f.Reset = true
+	}
+	return f
 }
 
 type faultEntry struct {

@@ -1,6 +1,7 @@
 package emulator
 
 import (
+	"strconv"
 	"testing"
 	"time"
 )
@@ -121,5 +122,33 @@ func TestConcurrentCounting(t *testing.T) {
 	}
 	if total := len(e.Counters()); total != 1 {
 		t.Errorf("counters %v", e.Counters())
+	}
+}
+
+// TestChaos: a chaotic fault answers about the asked share of requests with each
+// failure and serves the rest.
+func TestChaos(t *testing.T) {
+	t.Parallel()
+	f := Fault{Chaos: &Chaos{Throttle: 0.3, ServerError: 0.2, Reset: 0.1}, RetryAfter: time.Second}
+	counts := map[string]int{}
+	const n = 20000
+	for range n {
+		d := f.draw()
+		switch {
+		case d.Reset:
+			counts["reset"]++
+		case d.Status != 0:
+			counts[strconv.Itoa(d.Status)]++
+		default:
+			counts["served"]++
+		}
+		if d.Chaos != nil || d.RetryAfter != time.Second {
+			t.Fatalf("drawn fault %+v", d)
+		}
+	}
+	for k, want := range map[string]float64{"429": 0.3, "500": 0.2, "reset": 0.1, "served": 0.4} {
+		if got := float64(counts[k]) / n; got < want-0.02 || got > want+0.02 {
+			t.Errorf("%s: %.3f of requests, want about %.1f", k, got, want)
+		}
 	}
 }

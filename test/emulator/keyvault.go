@@ -186,6 +186,7 @@ func (e *Emulator) authenticate(r *http.Request, v vaultInfo) (*accessClaims, *k
 
 // applyFault delays and possibly answers a request; it reports whether it answered.
 func (e *Emulator) applyFault(w http.ResponseWriter, r *http.Request, f Fault) bool {
+	f = f.draw()
 	if f.Latency > 0 {
 		t := time.NewTimer(f.Latency)
 		select {
