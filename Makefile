@@ -76,10 +76,17 @@ fuzz: ## Run every fuzz target for FUZZTIME each (seeds run in test-unit anyway)
 	$(GO) test ./test/emulator -run '^$$' -fuzz '^FuzzParseSeed$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s
 
 .PHONY: bench
-bench: tools ## Webhook handler benchmark and HTTPS load run; node plugin publish benchmark (root).
+bench: tools ## Webhook handler benchmark and HTTPS load run; the node plugin's benchmarks: publish latency, rotation cost, memory (root).
 	$(GO) test ./pkg/webhook -run '^$$' -bench . -benchmem -count 5
 	KUBEBUILDER_ASSETS="$$(test/tools/build.sh)" $(GO) run ./test/cmd/webhook-load -duration 10s
-	$(GO) test ./test/csi -run '^$$' -bench BenchmarkPublish50Secrets -benchtime 20x
+	$(GO) test ./test/csi -run '^$$' -bench 'BenchmarkPublish50Secrets|BenchmarkWarmPublish50Objects' -benchtime 20x
+	$(GO) test ./test/csi -run '^$$' -bench 'BenchmarkRotationRound' -benchtime 10x
+	$(GO) test ./test/csi -run '^$$' -bench 'BenchmarkResidentMemory100Volumes' -benchtime 1x
+
+.PHONY: soak
+soak: e2e-deps tools ## The node plugin's soak (5 min, faults, 100 volumes; KVINJECT_SOAK_DURATION) and 50 replicas on the real node (needs root; not part of make test).
+	$(GO) test -count=1 -timeout 30m ./test/csi -run '^$$' -bench '^BenchmarkSoak$$' -benchtime 1x -v
+	KVINJECT_E2E=1 $(GO) test -count=1 -timeout 30m ./test/e2e -run '^$$' -bench '^BenchmarkNode50Replicas$$' -benchtime 1x -v || { $(E2E) down --dir $(E2E_DIR); exit 1; }
 
 .PHONY: demo
 demo: e2e-demo ## Bring up the local cluster, emulator and both programs, and show the tutorial pod's secrets.

@@ -93,18 +93,24 @@ func kubectl(t *testing.T, args ...string) string {
 	return out
 }
 
-// apply writes an embedded manifest to the run directory and applies it; the objects
-// are deleted when the test ends.
-func apply(t *testing.T, name string) {
+// writeManifest writes an embedded manifest to the run directory.
+func writeManifest(t testing.TB, name string) {
 	t.Helper()
 	b, err := manifests.FS.ReadFile(name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	file := c.RunPath(name)
-	if err := os.WriteFile(file, b, 0o644); err != nil {
+	if err := os.WriteFile(c.RunPath(name), b, 0o644); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// apply writes an embedded manifest to the run directory and applies it; the objects
+// are deleted when the test ends.
+func apply(t *testing.T, name string) {
+	t.Helper()
+	writeManifest(t, name)
+	file := c.RunPath(name)
 	kubectl(t, "apply", "-f", file)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)

@@ -570,7 +570,7 @@ evictionHard:
   nodefs.inodesFree: "1%%"
   imagefs.available: "1%%"
   imagefs.inodesFree: "1%%"
-maxPods: 30
+maxPods: 110
 `, NodeIP, KubeletPort, KubeletHealthPort, c.containerdSocket(), c.path("pod-logs"), c.path("flexvolume"),
 		filepath.Join(pki, "kubelet-serving.crt"), filepath.Join(pki, "kubelet-serving.key"), filepath.Join(pki, "ca.crt"))
 	if err := os.WriteFile(c.path("kubelet-config.yaml"), []byte(cfg), 0o644); err != nil {

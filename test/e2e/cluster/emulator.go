@@ -118,6 +118,10 @@ func RunEmulator(ctx context.Context, o EmulatorOptions, stderr io.Writer) error
 		}
 		_ = json.NewEncoder(w).Encode(map[string]string{"version": v})
 	})
+	// GET /totals reads the request counters (test/emulator.Totals); POST /totals/reset
+	// sets them to zero.
+	mux.HandleFunc("GET /totals", func(w http.ResponseWriter, _ *http.Request) { _ = json.NewEncoder(w).Encode(e.Totals()) })
+	mux.HandleFunc("POST /totals/reset", func(w http.ResponseWriter, _ *http.Request) { e.ResetTotals() })
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err
@@ -139,6 +143,32 @@ func parsePublicKey(b []byte) (any, error) {
 		return nil, errors.New("no PEM block")
 	}
 	return x509.ParsePKIXPublicKey(blk.Bytes)
+}
+
+// EmulatorTotals reads the running emulator's request counters; reset first sets them to
+// zero (and returns zeros).
+func (c *Cluster) EmulatorTotals(ctx context.Context, reset bool) (emulator.Totals, error) {
+	var t emulator.Totals
+	method, path := http.MethodGet, "/totals"
+	if reset {
+		method, path = http.MethodPost, "/totals/reset"
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "http://"+c.EmulatorAdmin+path, nil)
+	if err != nil {
+		return t, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return t, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return t, fmt.Errorf("emulator %s: %s", path, resp.Status)
+	}
+	if reset {
+		return t, nil
+	}
+	return t, json.NewDecoder(resp.Body).Decode(&t)
 }
 
 // SetSecret adds a new version of a secret in the running emulator and returns its
