@@ -52,11 +52,19 @@ verify-manifests: ## Fail if deploy/ is not what the chart renders (run by lint)
 	$(GO) run ./hack/render-manifests -check
 
 .PHONY: devtools
-devtools: ## Build (or reuse) the linter from hack/tools into the version-keyed cache.
+devtools: ## Build (or reuse) the linter and controller-gen from hack/tools into the version-keyed cache.
 	hack/tools/build.sh
 
+.PHONY: generate
+generate: ## Regenerate the deepcopy functions and the KeyVaultAccessPolicy CRD from the Go types (controller-gen).
+	hack/generate.sh
+
+.PHONY: verify-generated
+verify-generated: ## Fail if the generated files are not what the Go types generate (run by lint).
+	hack/generate.sh -check
+
 .PHONY: lint
-lint: verify-manifests devtools ## gofmt, go vet, staticcheck (staticcheck.conf), deploy/ current, the webhook free of the Azure SDK.
+lint: verify-manifests verify-generated devtools ## gofmt, go vet, staticcheck (staticcheck.conf), deploy/ and generated code current, the webhook free of the Azure SDK.
 	@out="$$(gofmt -l $$(git ls-files '*.go'))"; if [[ -n "$$out" ]]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	"$$(hack/tools/build.sh)/staticcheck" ./...

@@ -9,10 +9,20 @@ import (
 	"github.com/kvinject/kvinject/pkg/contract"
 	"github.com/kvinject/kvinject/pkg/identity"
 	"github.com/kvinject/kvinject/pkg/keyvault"
+	"github.com/kvinject/kvinject/pkg/policy"
 )
 
 // codeOf maps an error to its gRPC status code.
 func codeOf(err error) codes.Code {
+	var pe *policy.Error
+	if errors.As(err, &pe) {
+		for _, v := range pe.Violations {
+			if v.Field == policy.FieldUnreadable {
+				return codes.Unavailable
+			}
+		}
+		return codes.PermissionDenied
+	}
 	switch {
 	case errors.Is(err, context.DeadlineExceeded):
 		return codes.DeadlineExceeded

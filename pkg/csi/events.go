@@ -22,6 +22,9 @@ const (
 	// ReasonRefreshed (Normal): a rotation changed files; the message names the
 	// objects and their new versions, never values.
 	ReasonRefreshed = "KeyVaultObjectsRefreshed"
+	// ReasonPolicyAudit (Warning): a KeyVaultAccessPolicy in Audit mode would refuse
+	// the volume; it was mounted.
+	ReasonPolicyAudit = "PolicyAudit"
 )
 
 // Event types.

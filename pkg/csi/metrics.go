@@ -10,6 +10,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	tenancy "github.com/kvinject/kvinject/pkg/policy"
 )
 
 // Publish outcomes, the values of the outcome label.
@@ -34,7 +36,14 @@ type Metrics struct {
 	kvRequests      *prometheus.CounterVec
 	kvDuration      *prometheus.HistogramVec
 	kvBackoff       prometheus.Counter
+	policy          *prometheus.CounterVec
 }
+
+// Actions of the policy violation metric.
+const (
+	ActionDenied  = "denied"
+	ActionAudited = "audited"
+)
 
 // NewMetrics registers the plugin's metrics, with the Go and process collectors, on a
 // new registry.
@@ -68,7 +77,11 @@ func NewMetrics() *Metrics {
 		Name: "kvinject_keyvault_requests_not_sent_total",
 		Help: "Key Vault requests not sent because their vault was backing off after a 429, a 5xx or a failed connection.",
 	})
-	m.Registry.MustRegister(m.publishes, m.publishDuration, m.unpublishes, m.kvRequests, m.kvDuration, m.kvBackoff,
+	m.policy = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "kvinject_csi_node_policy_violations_total",
+		Help: "Rules of KeyVaultAccessPolicies that volumes broke, by action (denied: the mount or refresh was refused; audited: allowed, Audit policies report it) and by the policy field that would allow the value.",
+	}, []string{"action", "field"})
+	m.Registry.MustRegister(m.publishes, m.publishDuration, m.unpublishes, m.kvRequests, m.kvDuration, m.kvBackoff, m.policy,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -79,6 +92,16 @@ func (m *Metrics) observePublish(outcome string, d time.Duration) {
 	}
 	m.publishes.WithLabelValues(outcome).Inc()
 	m.publishDuration.WithLabelValues(outcome).Observe(d.Seconds())
+}
+
+// observePolicy counts every rule a refusal or audit report names.
+func (m *Metrics) observePolicy(action string, e *tenancy.Error) {
+	if m == nil {
+		return
+	}
+	for _, v := range e.Violations {
+		m.policy.WithLabelValues(action, v.Field).Inc()
+	}
 }
 
 // backoffSkip counts a request the node's backoff did not send.

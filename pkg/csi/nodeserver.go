@@ -44,6 +44,9 @@ type NodeOptions struct {
 	Classes ClassGetter
 	// Events records refresh failures on pods; nil records none.
 	Events EventRecorder
+	// Policies checks every volume against the KeyVaultAccessPolicies before any token
+	// or Key Vault request; nil checks nothing (a plugin without an API server).
+	Policies PolicyChecker
 	// Metrics receives publish metrics; nil records none.
 	Metrics *Metrics
 	// Writer writes the files; its zero value stamps data directories with time.Now.
@@ -123,6 +126,9 @@ func (s *NodeServer) NodePublishVolume(ctx context.Context, req *csi.NodePublish
 	}
 	id, err := p.identity(params)
 	if err != nil {
+		return p.keepOld(ctx, err)
+	}
+	if err := p.checkPolicy(ctx, params, id); err != nil {
 		return p.keepOld(ctx, err)
 	}
 	if p.notDue(params, id) {

@@ -35,6 +35,9 @@ type PluginOptions struct {
 	// outside a cluster).
 	Classes ClassGetter
 	Events  EventRecorder
+	// Policies checks volumes against the KeyVaultAccessPolicies (nil = watched
+	// through the same KubeClient; none without an API server).
+	Policies PolicyChecker
 	// Retry overrides azcore's retry options (nil = azcore's: 3 retries, 800 ms base).
 	Retry *policy.RetryOptions
 	// Fetcher replaces the Azure fetcher entirely (unit tests).
@@ -54,6 +57,7 @@ type Plugin struct {
 	node     *NodeServer
 	reg      *RegistrationServer
 	metrics  *Metrics
+	policies *KubePolicies // nil without an API server, or with injected seams
 }
 
 // Run runs the node plugin with its real dependencies until ctx ends.
@@ -82,14 +86,16 @@ func NewPlugin(o *Options, deps PluginOptions) (*Plugin, error) {
 		// node may have requests in flight: after warm-up, no refresh opens a connection.
 		deps.AzureTransport = NewAzureHTTPClient(AzureHTTPOptions{IdleConnsPerHost: o.MaxRequestsInFlight})
 	}
-	if deps.Classes == nil && deps.Events == nil {
+	var watcher *KubePolicies
+	if deps.Classes == nil && deps.Events == nil && deps.Policies == nil {
 		kc, err := NewKubeClient(KubeClientOptions{Kubeconfig: o.Kubeconfig, Component: o.DriverName, Node: o.NodeID})
 		switch {
 		case errors.Is(err, ErrNoAPIServer):
 		case err != nil:
 			return nil, err
 		default:
-			deps.Classes, deps.Events = kc, kc
+			watcher = NewKubePolicies(kc, deps.Now)
+			deps.Classes, deps.Events, deps.Policies = kc, kc, watcher
 		}
 	}
 	if deps.Fetcher == nil {
@@ -120,6 +126,7 @@ func NewPlugin(o *Options, deps PluginOptions) (*Plugin, error) {
 		Fetcher:              deps.Fetcher,
 		Classes:              deps.Classes,
 		Events:               deps.Events,
+		Policies:             deps.Policies,
 		Metrics:              deps.Metrics,
 		Now:                  deps.Now,
 	})
@@ -132,6 +139,7 @@ func NewPlugin(o *Options, deps PluginOptions) (*Plugin, error) {
 		node:     node,
 		reg:      NewRegistrationServer(o.DriverName, o.endpoint()),
 		metrics:  deps.Metrics,
+		policies: watcher,
 	}, nil
 }
 
@@ -206,6 +214,10 @@ func (p *Plugin) Run(ctx context.Context) error {
 			}
 		}()
 	}
+	// What a killed process left is tidied before the first call is served.
+	if n := p.node.recoverVolumes(log); n > 0 {
+		log.Info("Tidied the volumes of the previous process", "volumes", n)
+	}
 	serve("CSI server", func() error { return csiSrv.Serve(csiLn) })
 	if regSrv != nil {
 		serve("registration server", func() error { return regSrv.Serve(regLn) })
@@ -213,8 +225,8 @@ func (p *Plugin) Run(ctx context.Context) error {
 	for i, srv := range httpSrvs {
 		serve("HTTP server "+httpLns[i].Addr().String(), func() error { return srv.Serve(httpLns[i]) })
 	}
-	if n := p.node.recoverVolumes(log); n > 0 {
-		log.Info("Tidied the volumes of the previous process", "volumes", n)
+	if p.policies != nil {
+		serve("KeyVaultAccessPolicy watch", func() error { p.policies.Run(klog.NewContext(ctx, log)); return nil })
 	}
 	log.Info("Serving CSI", "driver", p.opts.DriverName, "node", p.opts.NodeID, "endpoint", endpoint,
 		"registration", p.opts.Register, "metrics", p.opts.MetricsBindAddress, "health", p.opts.HealthProbeBindAddress)

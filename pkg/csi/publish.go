@@ -131,6 +131,30 @@ func (p *publish) identity(params Parameters) (identity.Request, error) {
 	return id, nil
 }
 
+// checkPolicy asks the namespace's KeyVaultAccessPolicies about the volume's vault,
+// tenant and identity: a refusal fails the call (a republish keeps its files and stops
+// refreshing); what only Audit policies would refuse is logged, counted and recorded
+// on the pod.
+func (p *publish) checkPolicy(ctx context.Context, params Parameters, id identity.Request) error {
+	if p.s.opts.Policies == nil {
+		return nil
+	}
+	req, podIdentity := policyRequest(params, id)
+	res := p.s.opts.Policies.Check(ctx, p.pod, req, podIdentity)
+	if res.Denied != nil {
+		p.s.opts.Metrics.observePolicy(ActionDenied, res.Denied)
+		return res.Denied
+	}
+	if res.Audited != nil {
+		p.s.opts.Metrics.observePolicy(ActionAudited, res.Audited)
+		p.log.Info("KeyVaultAccessPolicy audit", "report", res.Audited.Error())
+		if p.s.opts.Events != nil {
+			p.s.opts.Events.Event(ctx, p.pod, EventWarning, ReasonPolicyAudit, res.Audited.Error())
+		}
+	}
+	return nil
+}
+
 // notDue reports whether a republish can skip Key Vault: the volume is mounted with a
 // complete set of the files the same parameters and identity asked for, and its
 // refresh is not due yet.

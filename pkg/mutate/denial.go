@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/kvinject/kvinject/pkg/contract"
+	"github.com/kvinject/kvinject/pkg/policy"
 )
 
 // Denial is a reason to refuse a pod at admission: something the pod's author must
@@ -19,6 +20,8 @@ type Denial struct {
 	Text string
 	// Rule says what is wrong and how to fix it.
 	Rule string
+	// Policy is set when a KeyVaultAccessPolicy refuses the pod.
+	Policy *policy.Error
 }
 
 // maxEchoed bounds how much of a user's entry a message repeats.

@@ -10,25 +10,54 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/kvinject/kvinject/pkg/contract"
+	"github.com/kvinject/kvinject/pkg/policy"
 )
 
-// Lookup reads what Mutate needs beyond the pod: namespace and service-account
-// annotations. Implementations must be safe for concurrent use; a missing object is
-// an empty map, not an error.
+// Lookup reads what Mutate needs beyond the pod: a namespace's labels and annotations,
+// and service-account annotations. Implementations must be safe for concurrent use; a
+// missing object is empty, not an error.
 type Lookup interface {
-	NamespaceAnnotations(ctx context.Context, namespace string) (map[string]string, error)
+	Namespace(ctx context.Context, name string) (Metadata, error)
 	ServiceAccountAnnotations(ctx context.Context, namespace, name string) (map[string]string, error)
 }
 
-// Mutator turns annotated pods into injected pods. It is safe for concurrent use.
-type Mutator struct {
-	config Config
-	lookup Lookup
+// Metadata is what Mutate reads of a namespace.
+type Metadata struct {
+	Labels      map[string]string
+	Annotations map[string]string
 }
 
-// NewMutator returns a Mutator for a configuration that passed Validate.
-func NewMutator(config Config, lookup Lookup) *Mutator {
-	return &Mutator{config: config, lookup: lookup}
+// PolicySource returns the tenancy policies in force: a *policy.Set that is nil or
+// empty when there are none, and that refuses everything when they cannot be read.
+// Implementations must be safe for concurrent use.
+type PolicySource interface {
+	Policies() *policy.Set
+}
+
+// NoPolicies is the PolicySource of a cluster without tenancy policies.
+var NoPolicies PolicySource = staticPolicies{}
+
+type staticPolicies struct{ set *policy.Set }
+
+func (s staticPolicies) Policies() *policy.Set { return s.set }
+
+// StaticPolicies is a PolicySource that always returns set.
+func StaticPolicies(set *policy.Set) PolicySource { return staticPolicies{set: set} }
+
+// Mutator turns annotated pods into injected pods. It is safe for concurrent use.
+type Mutator struct {
+	config   Config
+	lookup   Lookup
+	policies PolicySource
+}
+
+// NewMutator returns a Mutator for a configuration that passed Validate. A nil
+// policies is NoPolicies.
+func NewMutator(config Config, lookup Lookup, policies PolicySource) *Mutator {
+	if policies == nil {
+		policies = NoPolicies
+	}
+	return &Mutator{config: config, lookup: lookup, policies: policies}
 }
 
 // Outcome says what Mutate did.
@@ -49,8 +78,12 @@ type Result struct {
 	Pod *corev1.Pod
 	// Patch holds the JSON patch from the input pod to Pod, empty when Unchanged.
 	Patch []jsonpatch.JsonPatchOperation
-	// Warnings are for the pod's author: defaults used, containers skipped.
+	// Warnings are for the pod's author: defaults used, containers skipped, what an
+	// Audit policy would refuse.
 	Warnings []string
+	// Audit is what the namespace's Audit KeyVaultAccessPolicies would refuse (also
+	// among Warnings); nil for nothing.
+	Audit *policy.Error
 }
 
 // Mutate returns what pod becomes at admission in namespace (the request's namespace:
@@ -82,10 +115,20 @@ func (m *Mutator) Mutate(ctx context.Context, pod *corev1.Pod, namespace string)
 	// bring the mounts up to date.
 	var volume *corev1.Volume
 	var label string
+	var audit *policy.Error
 	if i := volumeIndex(pod, contract.VolumeName); i >= 0 {
 		v := &pod.Spec.Volumes[i]
 		if pod.Annotations[contract.AnnotationStatus] != contract.StatusInjected || v.CSI == nil || v.CSI.Driver != m.config.DriverName {
 			return nil, deny("", "the pod already has a volume named %q that kvinject did not write; rename that volume", contract.VolumeName)
+		}
+		// A copy of an injected pod may come from another namespace: its volume is held
+		// to this namespace's policies.
+		var err error
+		if audit, err = m.checkInjected(ctx, pod, namespace, v.CSI.VolumeAttributes); err != nil {
+			return nil, err
+		}
+		if audit != nil {
+			warnings = append(warnings, audit.Error())
 		}
 	} else {
 		objects, err := ParseSecrets(list, m.config.MaxEntries)
@@ -97,6 +140,7 @@ func (m *Mutator) Mutate(ctx context.Context, pod *corev1.Pod, namespace string)
 			return nil, err
 		}
 		warnings = append(warnings, s.warnings...)
+		audit = s.audit
 		if s.selector != "" {
 			if have, ok := pod.Labels[contract.LabelPodIdentity]; ok && have != s.selector {
 				return nil, deny(contract.AnnotationIdentity, "the pod's label %s=%q differs from the identity %q; remove the label or make them equal", contract.LabelPodIdentity, have, s.selector)
@@ -149,7 +193,7 @@ func (m *Mutator) Mutate(ctx context.Context, pod *corev1.Pod, namespace string)
 		c.VolumeMounts = append(c.VolumeMounts, mount)
 	}
 	if len(patch) == 0 {
-		return &Result{Outcome: Unchanged, Pod: pod, Warnings: warnings}, nil
+		return &Result{Outcome: Unchanged, Pod: pod, Warnings: warnings, Audit: audit}, nil
 	}
 	if out.Annotations[contract.AnnotationStatus] != contract.StatusInjected {
 		op := "add"
@@ -159,7 +203,29 @@ func (m *Mutator) Mutate(ctx context.Context, pod *corev1.Pod, namespace string)
 		out.Annotations[contract.AnnotationStatus] = contract.StatusInjected
 		patch = append(patch, jsonpatch.NewOperation(op, "/metadata/annotations/"+escape(contract.AnnotationStatus), contract.StatusInjected))
 	}
-	return &Result{Outcome: Injected, Pod: out, Patch: patch, Warnings: warnings}, nil
+	return &Result{Outcome: Injected, Pod: out, Patch: patch, Warnings: warnings, Audit: audit}, nil
+}
+
+// checkInjected asks the namespace's policies about a volume kvinject wrote in an
+// earlier pass, or for another pod this one copies.
+func (m *Mutator) checkInjected(ctx context.Context, pod *corev1.Pod, namespace string, attrs map[string]string) (*policy.Error, error) {
+	policies := m.policies.Policies()
+	if policies.Empty() {
+		return nil, nil
+	}
+	ns, err := m.lookup.Namespace(ctx, namespace)
+	if err != nil {
+		return nil, fmt.Errorf("read namespace %q: %w", namespace, err)
+	}
+	id := policy.Identity{WorkloadIdentityClientID: attrs[contract.AttrClientID]}
+	if attrs[contract.AttrUsePodIdentity] == "true" {
+		id = policy.Identity{PodIdentity: pod.Labels[contract.LabelPodIdentity]}
+	}
+	res := policies.Namespace(namespace, ns.Labels).Check(policy.Request{Vault: attrs[contract.AttrKeyVaultName], Tenant: attrs[contract.AttrTenantID], Identity: id})
+	if res.Denied != nil {
+		return nil, policyDenial(res.Denied, id.PodIdentity != "")
+	}
+	return res.Audited, nil
 }
 
 // buildVolume returns the CSI inline volume for the resolved settings.

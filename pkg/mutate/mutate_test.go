@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/kvinject/kvinject/pkg/contract"
+	"github.com/kvinject/kvinject/pkg/policy"
 )
 
 const (
@@ -38,20 +39,36 @@ const tutorialObjects = `array:
 // fakeLookup serves namespace and service-account annotations from maps and counts
 // its calls.
 type fakeLookup struct {
-	namespaces      map[string]map[string]string
+	namespaces      map[string]map[string]string // annotations
+	namespaceLabels map[string]map[string]string
 	serviceAccounts map[string]map[string]string // "ns/name"
 	err             error
 	calls           int
 }
 
-func (f *fakeLookup) NamespaceAnnotations(_ context.Context, ns string) (map[string]string, error) {
+func (f *fakeLookup) Namespace(_ context.Context, ns string) (Metadata, error) {
 	f.calls++
-	return f.namespaces[ns], f.err
+	return Metadata{Labels: f.namespaceLabels[ns], Annotations: f.namespaces[ns]}, f.err
 }
 
 func (f *fakeLookup) ServiceAccountAnnotations(_ context.Context, ns, name string) (map[string]string, error) {
 	f.calls++
 	return f.serviceAccounts[ns+"/"+name], f.err
+}
+
+// teamAPolicy governs namespaces labelled team=a: the tutorial's tenant and identity,
+// and team-a's vaults only.
+var teamAPolicy = policy.Spec{
+	NamespaceSelector: policy.LabelSelector{MatchLabels: map[string]string{"team": "a"}},
+	Vaults:            []string{"team-a-*"}, Tenants: []string{tenant}, PodIdentities: []string{"azure-kv"},
+	WorkloadIdentityClientIDs: []string{clientID},
+}
+
+func withVaults(s policy.Spec, vaults ...string) policy.Spec { s.Vaults = vaults; return s }
+func audit(s policy.Spec) policy.Spec                        { s.Mode = policy.Audit; return s }
+func pinned(s policy.Spec, id policy.Identity) policy.Spec {
+	s.PinnedIdentity = &id
+	return s
 }
 
 func pod(annotations map[string]string, containers ...string) *corev1.Pod {
@@ -214,6 +231,10 @@ func TestMutate(t *testing.T) {
 		wantErr      string
 		wantWarnings []string
 		wantLookups  int
+		policies     []policy.Object
+		unreadable   bool
+		nsLabels     map[string]string
+		wantAudit    []string // fields of Result.Audit
 	}{
 		{name: "tutorial pod", pod: tutorial, want: tutorialInjected},
 		{name: "no annotations at all", pod: pod(nil, "nginx")},
@@ -245,6 +266,89 @@ func TestMutate(t *testing.T) {
 				`kvinject.io/tenant-id: using "72f988bf-86f1-41af-91ab-2d7cd011db47" from the cluster configuration`,
 				`kvinject.io/identity: using "cluster-id" from the cluster configuration`,
 			},
+			// The service account is read first: its own client ID would win.
+			wantLookups: 2,
+		},
+		{
+			name:         "a service account's client ID beats the cluster's identity",
+			config:       func(c *Config) { c.Identity = "cluster-id" },
+			pod:          customSA,
+			sa:           map[string]map[string]string{"default/workload": {contract.AnnotationWorkloadClientID: clientID}},
+			want:         injected(customSA, "", csiVolume(workloadAttrs("az-key-vault-demo", tenant, clientID, tutorialObjects)), "/mnt/secrets-store", "app"),
+			wantWarnings: []string{`kvinject.io/client-id: using "6b9e2a55-6c0b-4a1f-9a8e-2f1f6f1d9c01" from service account "workload"`},
+			wantLookups:  2,
+		},
+		{
+			name:        "a policy refuses another team's vault, naming the annotation",
+			policies:    []policy.Object{{Name: "team-a", Spec: teamAPolicy}},
+			nsLabels:    map[string]string{"team": "a"},
+			pod:         tutorial,
+			wantDeny:    `kvinject.io/vault: namespace "default" may not use vault "az-key-vault-demo": no KeyVaultAccessPolicy that selects it (team-a) lists it in spec.vaults`,
+			wantLookups: 1,
+		},
+		{
+			name:     "every rule a policy refuses is named",
+			policies: []policy.Object{{Name: "team-a", Spec: policy.Spec{NamespaceSelector: teamAPolicy.NamespaceSelector}}},
+			nsLabels: map[string]string{"team": "a"},
+			pod:      tutorial,
+			wantDeny: `kvinject.io/vault: namespace "default" may not use vault "az-key-vault-demo": no KeyVaultAccessPolicy that selects it (team-a) lists it in spec.vaults; ` +
+				`kvinject.io/tenant-id: namespace "default" may not use tenant "72f988bf-86f1-41af-91ab-2d7cd011db47": no KeyVaultAccessPolicy that selects it (team-a) lists it in spec.tenants; ` +
+				`kvinject.io/identity: namespace "default" may not use AAD Pod Identity "azure-kv": no KeyVaultAccessPolicy that selects it (team-a) lists it in spec.podIdentities`,
+			wantLookups: 1,
+		},
+		{
+			name:        "a policy that does not select the namespace changes nothing",
+			policies:    []policy.Object{{Name: "team-a", Spec: teamAPolicy}},
+			nsLabels:    map[string]string{"team": "b"},
+			pod:         tutorial,
+			want:        tutorialInjected,
+			wantLookups: 1,
+		},
+		{
+			name:     "an allowed pod is injected as before",
+			policies: []policy.Object{{Name: "team-a", Spec: withVaults(teamAPolicy, "az-key-vault-*")}},
+			nsLabels: map[string]string{"team": "a"},
+			pod:      tutorial, want: tutorialInjected, wantLookups: 1,
+		},
+		{
+			name:     "an Audit policy allows and warns",
+			policies: []policy.Object{{Name: "team-a", Spec: audit(teamAPolicy)}},
+			nsLabels: map[string]string{"team": "a"},
+			pod:      tutorial, want: tutorialInjected, wantLookups: 1,
+			wantWarnings: []string{`allowed, but KeyVaultAccessPolicy team-a (Audit) would refuse it: namespace "default" may not use vault "az-key-vault-demo": no KeyVaultAccessPolicy that selects it (team-a) lists it in spec.vaults`},
+			wantAudit:    []string{policy.FieldVaults},
+		},
+		{
+			name:         "a pinned identity beats the pod's annotation",
+			policies:     []policy.Object{{Name: "team-a", Spec: pinned(withVaults(teamAPolicy, "*"), policy.Identity{WorkloadIdentityClientID: clientID})}},
+			nsLabels:     map[string]string{"team": "a"},
+			pod:          pod(tutorialAnnotations(), "app"),
+			want:         injected(pod(tutorialAnnotations(), "app"), "", csiVolume(workloadAttrs("az-key-vault-demo", tenant, clientID, tutorialObjects)), "/mnt/secrets-store", "app"),
+			wantWarnings: []string{`the pod's kvinject.io/identity "azure-kv" is not used: KeyVaultAccessPolicy team-a pins workload identity client ID "6b9e2a55-6c0b-4a1f-9a8e-2f1f6f1d9c01" for namespace "default"`},
+			wantLookups:  1,
+		},
+		{
+			name:         "a pinned identity serves a pod that names none",
+			policies:     []policy.Object{{Name: "team-a", Spec: pinned(withVaults(teamAPolicy, "*"), policy.Identity{PodIdentity: "team-a-app"})}},
+			nsLabels:     map[string]string{"team": "a"},
+			pod:          customSA,
+			want:         injected(customSA, "team-a-app", csiVolume(podIdentityAttrs("az-key-vault-demo", tenant, tutorialObjects)), "/mnt/secrets-store", "app"),
+			wantWarnings: []string{`using AAD Pod Identity "team-a-app", pinned for namespace "default" by KeyVaultAccessPolicy team-a`},
+			wantLookups:  1,
+		},
+		{
+			name:        "policies that cannot be read refuse",
+			unreadable:  true,
+			pod:         tutorial,
+			wantDeny:    `KeyVaultAccessPolicies cannot be read (the informer has not synced), so kvinject allows nothing until they can`,
+			wantLookups: 1,
+		},
+		{
+			name:        "a copied injected pod is held to this namespace's policies",
+			policies:    []policy.Object{{Name: "team-a", Spec: teamAPolicy}},
+			nsLabels:    map[string]string{"team": "a"},
+			pod:         tutorialInjected,
+			wantDeny:    `kvinject.io/vault: namespace "default" may not use vault "az-key-vault-demo": no KeyVaultAccessPolicy that selects it (team-a) lists it in spec.vaults`,
 			wantLookups: 1,
 		},
 		{
@@ -464,11 +568,16 @@ func TestMutate(t *testing.T) {
 			}
 			lookup := &fakeLookup{
 				namespaces:      map[string]map[string]string{"default": tc.namespace},
+				namespaceLabels: map[string]map[string]string{"default": tc.nsLabels},
 				serviceAccounts: tc.sa,
 				err:             tc.lookupErr,
 			}
+			policies := StaticPolicies(policy.NewSet(tc.policies))
+			if tc.unreadable {
+				policies = StaticPolicies(policy.Unreadable(errors.New("the informer has not synced")))
+			}
 			original := tc.pod.DeepCopy()
-			got, err := NewMutator(config, lookup).Mutate(t.Context(), tc.pod, "default")
+			got, err := NewMutator(config, lookup, policies).Mutate(t.Context(), tc.pod, "default")
 
 			if diff := cmp.Diff(original, tc.pod); diff != "" {
 				t.Fatalf("Mutate modified its input (-before +after):\n%s", diff)
@@ -485,6 +594,9 @@ func TestMutate(t *testing.T) {
 				if d.Error() != tc.wantDeny {
 					t.Fatalf("denial:\n got %s\nwant %s", d.Error(), tc.wantDeny)
 				}
+				if (d.Policy != nil) != (tc.policies != nil || tc.unreadable) {
+					t.Fatalf("denial.Policy = %v", d.Policy)
+				}
 				return
 			case tc.wantErr != "":
 				var d *Denial
@@ -497,6 +609,15 @@ func TestMutate(t *testing.T) {
 			}
 			if diff := cmp.Diff(tc.wantWarnings, got.Warnings); diff != "" {
 				t.Errorf("warnings (-want +got):\n%s", diff)
+			}
+			var auditFields []string
+			if got.Audit != nil {
+				for _, v := range got.Audit.Violations {
+					auditFields = append(auditFields, v.Field)
+				}
+			}
+			if diff := cmp.Diff(tc.wantAudit, auditFields); diff != "" {
+				t.Errorf("audit fields (-want +got):\n%s", diff)
 			}
 			if tc.want == nil {
 				if got.Outcome != Unchanged || got.Pod != tc.pod || len(got.Patch) != 0 {
@@ -513,7 +634,7 @@ func TestMutate(t *testing.T) {
 			assertPatch(t, tc.pod, got)
 
 			// A second pass over the result is a no-op (reinvocation, idempotency).
-			again, err := NewMutator(config, lookup).Mutate(t.Context(), got.Pod, "default")
+			again, err := NewMutator(config, lookup, policies).Mutate(t.Context(), got.Pod, "default")
 			if err != nil || again.Outcome != Unchanged {
 				t.Fatalf("second pass: %v, %v", again, err)
 			}

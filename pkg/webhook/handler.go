@@ -27,6 +27,7 @@ const MaxReviewTime = 30 * time.Second
 type Handler struct {
 	mutator *mutate.Mutator
 	metrics *Metrics
+	events  *policyEvents
 	log     logr.Logger
 }
 
@@ -34,6 +35,12 @@ type Handler struct {
 // in metrics.
 func NewHandler(mutator *mutate.Mutator, metrics *Metrics, log logr.Logger) *Handler {
 	return &Handler{mutator: mutator, metrics: metrics, log: log}
+}
+
+// withEvents makes the handler record what Audit policies report as Events on them.
+func (h *Handler) withEvents(e *policyEvents) *Handler {
+	h.events = e
+	return h
 }
 
 var _ admission.Handler = (*Handler)(nil)
@@ -69,11 +76,20 @@ func (h *Handler) handle(ctx context.Context, req admission.Request) (admission.
 	if err != nil {
 		var denial *mutate.Denial
 		if errors.As(err, &denial) {
+			if denial.Policy != nil {
+				h.metrics.observePolicy(ActionDenied, denial.Policy)
+			}
 			h.log.V(1).Info("Denied pod", "pod", ref, "reason", denial.Error())
 			return admission.Denied(denial.Error()), OutcomeDenied
 		}
 		h.log.Error(err, "Cannot mutate pod", "pod", ref)
 		return admission.Errored(http.StatusInternalServerError, err), OutcomeError
+	}
+	if res.Audit != nil {
+		h.metrics.observePolicy(ActionAudited, res.Audit)
+		if req.DryRun == nil || !*req.DryRun {
+			h.events.audited(ctx, "pod "+ref.String(), res.Audit)
+		}
 	}
 	if res.Outcome == mutate.Unchanged {
 		return admission.Allowed("").WithWarnings(res.Warnings...), OutcomeUnchanged

@@ -35,8 +35,8 @@ type staticLookup struct {
 	err                       error
 }
 
-func (s staticLookup) NamespaceAnnotations(context.Context, string) (map[string]string, error) {
-	return s.namespace, s.err
+func (s staticLookup) Namespace(context.Context, string) (mutate.Metadata, error) {
+	return mutate.Metadata{Annotations: s.namespace}, s.err
 }
 
 func (s staticLookup) ServiceAccountAnnotations(context.Context, string, string) (map[string]string, error) {
@@ -49,7 +49,7 @@ func newTestHandler(t testing.TB, lookup mutate.Lookup) (*Handler, *Metrics) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return NewHandler(mutate.NewMutator(mutate.DefaultConfig(), lookup), metrics, logr.Discard()), metrics
+	return NewHandler(mutate.NewMutator(mutate.DefaultConfig(), lookup, nil), metrics, logr.Discard()), metrics
 }
 
 func tutorialPod() *corev1.Pod {
@@ -95,7 +95,7 @@ func review(t testing.TB, obj any, mod func(*admissionv1.AdmissionRequest)) []by
 
 // post serves body through controller-runtime's admission HTTP handler, as the webhook
 // server does, and decodes the answer.
-func post(t testing.TB, h *Handler, body []byte) *admissionv1.AdmissionResponse {
+func post(t testing.TB, h admission.Handler, body []byte) *admissionv1.AdmissionResponse {
 	t.Helper()
 	rec := httptest.NewRecorder()
 	req := httptest.NewRequest(http.MethodPost, Path, bytes.NewReader(body))

@@ -12,7 +12,8 @@ import (
 	"github.com/kvinject/kvinject/pkg/mutate"
 )
 
-// metadataLookup reads namespace and service-account annotations from the manager's
+// metadataLookup reads namespace labels and annotations, and service-account
+// annotations, from the manager's
 // cache, and from the API server (live) when the cache does not have the object: a
 // namespace or service account created just before the pod may not have reached the
 // informers yet, and treating it as unannotated would silently apply the cluster
@@ -24,15 +25,24 @@ type metadataLookup struct {
 
 var _ mutate.Lookup = metadataLookup{}
 
-func (l metadataLookup) NamespaceAnnotations(ctx context.Context, namespace string) (map[string]string, error) {
-	return l.annotations(ctx, namespaceMeta(), types.NamespacedName{Name: namespace})
+func (l metadataLookup) Namespace(ctx context.Context, namespace string) (mutate.Metadata, error) {
+	obj, err := l.get(ctx, namespaceMeta(), types.NamespacedName{Name: namespace})
+	if err != nil || obj == nil {
+		return mutate.Metadata{}, err
+	}
+	return mutate.Metadata{Labels: obj.Labels, Annotations: obj.Annotations}, nil
 }
 
 func (l metadataLookup) ServiceAccountAnnotations(ctx context.Context, namespace, name string) (map[string]string, error) {
-	return l.annotations(ctx, serviceAccountMeta(), types.NamespacedName{Namespace: namespace, Name: name})
+	obj, err := l.get(ctx, serviceAccountMeta(), types.NamespacedName{Namespace: namespace, Name: name})
+	if err != nil || obj == nil {
+		return nil, err
+	}
+	return obj.Annotations, nil
 }
 
-func (l metadataLookup) annotations(ctx context.Context, obj *metav1.PartialObjectMetadata, key types.NamespacedName) (map[string]string, error) {
+// get reads obj from the cache, else live; a missing object is nil, not an error.
+func (l metadataLookup) get(ctx context.Context, obj *metav1.PartialObjectMetadata, key types.NamespacedName) (*metav1.PartialObjectMetadata, error) {
 	err := l.cache.Get(ctx, key, obj)
 	if apierrors.IsNotFound(err) && l.live != nil {
 		err = l.live.Get(ctx, key, obj)
@@ -43,7 +53,7 @@ func (l metadataLookup) annotations(ctx context.Context, obj *metav1.PartialObje
 	if err != nil {
 		return nil, err
 	}
-	return obj.Annotations, nil
+	return obj, nil
 }
 
 func namespaceMeta() *metav1.PartialObjectMetadata {

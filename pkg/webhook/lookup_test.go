@@ -33,6 +33,7 @@ func (r *metaReader) Get(_ context.Context, key client.ObjectKey, obj client.Obj
 		return apierrors.NewNotFound(corev1.Resource("namespaces"), key.Name)
 	}
 	obj.(*metav1.PartialObjectMetadata).Annotations = ann
+	obj.(*metav1.PartialObjectMetadata).Labels = map[string]string{"name": k}
 	return nil
 }
 
@@ -58,16 +59,20 @@ func TestLookupFallsBackToLiveRead(t *testing.T) {
 		{"new", "from-live", 1},
 		{"gone", "", 2},
 	} {
-		got, err := l.NamespaceAnnotations(ctx, tc.ns)
-		if err != nil || got["kvinject.io/vault"] != tc.want || live.calls != tc.liveCalls {
-			t.Fatalf("namespace %s: %v, %v after %d live reads", tc.ns, got, err, live.calls)
+		got, err := l.Namespace(ctx, tc.ns)
+		wantLabel := tc.ns
+		if tc.want == "" {
+			wantLabel = ""
+		}
+		if err != nil || got.Annotations["kvinject.io/vault"] != tc.want || got.Labels["name"] != wantLabel || live.calls != tc.liveCalls {
+			t.Fatalf("namespace %s: %+v, %v after %d live reads", tc.ns, got, err, live.calls)
 		}
 	}
 	if got, err := l.ServiceAccountAnnotations(ctx, "team", "sa"); err != nil || got["azure.workload.identity/client-id"] != "x" {
 		t.Fatalf("service account: %v, %v", got, err)
 	}
 	live.err = errors.New("connection refused")
-	if _, err := l.NamespaceAnnotations(ctx, "new"); err == nil {
+	if _, err := l.Namespace(ctx, "new"); err == nil {
 		t.Fatal("a failed live read was taken as an unannotated namespace")
 	}
 }

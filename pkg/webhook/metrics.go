@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kvinject/kvinject/pkg/policy"
 )
 
 // Review outcomes, the values of the outcome label.
@@ -15,10 +17,18 @@ const (
 	OutcomeError     = "error"
 )
 
+// Actions of the policy violation metric.
+const (
+	ActionDenied  = "denied"
+	ActionAudited = "audited"
+)
+
 // Metrics are the webhook's Prometheus collectors. Labels never carry pod data.
 type Metrics struct {
-	reviews  *prometheus.CounterVec
-	duration *prometheus.HistogramVec
+	reviews          *prometheus.CounterVec
+	duration         *prometheus.HistogramVec
+	policyViolations *prometheus.CounterVec
+	identityChecks   *prometheus.CounterVec
 }
 
 // NewMetrics creates the collectors and registers them with reg. Registering twice
@@ -35,12 +45,26 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Help:    "Time to handle one admission review, from decoded request to response, by outcome.",
 			Buckets: []float64{.00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1},
 		}, []string{"outcome"}),
+		policyViolations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kvinject_webhook_policy_violations_total",
+			Help: "Rules of KeyVaultAccessPolicies that pods broke at admission, by action (denied: Enforce refused the pod; audited: allowed, Audit policies report it) and by the policy field that would allow the value (spec.vaults, ..., policy for an invalid or conflicting policy, unreadable).",
+		}, []string{"action", "field"}),
+		identityChecks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kvinject_webhook_pod_identity_checks_total",
+			Help: "Pods carrying the aadpodidbinding label checked against the KeyVaultAccessPolicies, by outcome: allowed, denied, error.",
+		}, []string{"outcome"}),
 	}
 	var err error
 	if m.reviews, err = register(reg, m.reviews); err != nil {
 		return nil, err
 	}
 	if m.duration, err = register(reg, m.duration); err != nil {
+		return nil, err
+	}
+	if m.policyViolations, err = register(reg, m.policyViolations); err != nil {
+		return nil, err
+	}
+	if m.identityChecks, err = register(reg, m.identityChecks); err != nil {
 		return nil, err
 	}
 	for _, o := range []string{OutcomeInjected, OutcomeUnchanged, OutcomeDenied, OutcomeError} {
@@ -65,4 +89,11 @@ func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error)
 func (m *Metrics) observe(outcome string, d time.Duration) {
 	m.reviews.WithLabelValues(outcome).Inc()
 	m.duration.WithLabelValues(outcome).Observe(d.Seconds())
+}
+
+// observePolicy counts every rule a refusal or an audit report names.
+func (m *Metrics) observePolicy(action string, e *policy.Error) {
+	for _, v := range e.Violations {
+		m.policyViolations.WithLabelValues(action, v.Field).Inc()
+	}
 }

@@ -25,6 +25,7 @@ import (
 	crwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
+	"github.com/kvinject/kvinject/pkg/apis/kvinject/v1alpha1"
 	"github.com/kvinject/kvinject/pkg/mutate"
 )
 
@@ -41,6 +42,9 @@ func (o *Options) Run(ctx context.Context) error {
 	}
 	scheme := runtime.NewScheme()
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		return err
+	}
+	if err := v1alpha1.AddToScheme(scheme); err != nil {
 		return err
 	}
 	server, certs, err := o.newServer()
@@ -75,21 +79,32 @@ func (o *Options) Run(ctx context.Context) error {
 	if _, err := cache.GetInformer(ctx, serviceAccountMeta()); err != nil {
 		return fmt.Errorf("watch service accounts: %w", err)
 	}
+	policies := newPolicyCache(cache, log.WithName("policy"))
+	if err := policies.watch(ctx, cache); err != nil {
+		return err
+	}
 	var synced atomic.Bool
 	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
 		if cache.WaitForCacheSync(ctx) {
+			policies.markSynced(ctx)
 			synced.Store(true)
 		}
 		return nil
 	})); err != nil {
 		return err
 	}
+	if err := addStatusController(mgr); err != nil {
+		return fmt.Errorf("policy status controller: %w", err)
+	}
+	events := &policyEvents{reader: cache, recorder: mgr.GetEventRecorder("kvinject-webhook"), log: log.WithName("policy")}
 
 	// A namespace or service account the informers have not seen yet (created just
 	// before the pod) is read from the API server, so its annotations still count.
-	mutator := mutate.NewMutator(o.Cluster, metadataLookup{cache: cache, live: mgr.GetAPIReader()})
+	lookup := metadataLookup{cache: cache, live: mgr.GetAPIReader()}
+	mutator := mutate.NewMutator(o.Cluster, lookup, policies)
 	// GetWebhookServer (not server itself) adds the server to the manager's runnables.
-	mgr.GetWebhookServer().Register(Path, admissionWebhook(NewHandler(mutator, metrics, log.WithName("admission"))))
+	mgr.GetWebhookServer().Register(Path, admissionWebhook(NewHandler(mutator, metrics, log.WithName("admission")).withEvents(events)))
+	mgr.GetWebhookServer().Register(PodIdentityPath, admissionWebhook(NewPodIdentityHandler(lookup, policies, metrics, log.WithName("pod-identity")).withEvents(events)))
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return err
 	}
@@ -98,7 +113,7 @@ func (o *Options) Run(ctx context.Context) error {
 	}
 	if err := mgr.AddReadyzCheck("informers", func(*http.Request) error {
 		if !synced.Load() {
-			return errors.New("namespace and service-account informers are not synced yet")
+			return errors.New("namespace, service-account and KeyVaultAccessPolicy informers are not synced yet")
 		}
 		return nil
 	}); err != nil {
@@ -149,7 +164,7 @@ func (o *Options) newServer() (crwebhook.Server, *certwatcher.CertWatcher, error
 
 // admissionWebhook is h behind controller-runtime's admission HTTP handler, which
 // decodes reviews, encodes responses and turns a panic into an error response.
-func admissionWebhook(h *Handler) *admission.Webhook {
+func admissionWebhook(h admission.Handler) *admission.Webhook {
 	recoverPanic := true
 	return &admission.Webhook{Handler: h, RecoverPanic: &recoverPanic}
 }

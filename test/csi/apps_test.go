@@ -69,8 +69,14 @@ func (w *world) addApps(t testing.TB, n, objects, size int) []app {
 // tokensFor is the kubelet's serviceAccount.tokens value for a service account.
 func (w *world) tokensFor(t testing.TB, serviceAccount string) string {
 	t.Helper()
+	return w.tokensIn(t, saNamespace, serviceAccount)
+}
+
+// tokensIn is tokensFor for a service account of another namespace.
+func (w *world) tokensIn(t testing.TB, namespace, serviceAccount string) string {
+	t.Helper()
 	now := time.Now()
-	tok, err := w.issuer.ServiceAccountToken(saNamespace, serviceAccount, "", now, now.Add(time.Hour))
+	tok, err := w.issuer.ServiceAccountToken(namespace, serviceAccount, "", now, now.Add(time.Hour))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -37,7 +37,11 @@ var spcGVR = schema.GroupVersionResource{Group: "secrets-store.csi.x-k8s.io", Ve
 func TestSecretProviderClassFromAPIServer(t *testing.T) {
 	assets := framework.Assets(t)
 	testkit.RequireRoot(t)
-	env := &envtest.Environment{BinaryAssetsDirectory: assets, CRDDirectoryPaths: []string{"testdata/crds"}, ErrorIfCRDPathMissing: true}
+	policyCRDs, err := framework.PolicyCRDDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := &envtest.Environment{BinaryAssetsDirectory: assets, CRDDirectoryPaths: []string{"testdata/crds", policyCRDs}, ErrorIfCRDPathMissing: true}
 	rc, err := env.Start()
 	if err != nil {
 		t.Fatalf("start envtest: %v", err)

@@ -18,6 +18,8 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/kvinject/kvinject/pkg/apis/kvinject/v1alpha1"
 )
 
 // Options select what runs besides etcd and kube-apiserver.
@@ -38,7 +40,7 @@ type ControlPlane struct {
 	Env *envtest.Environment
 	// Config is an admin (system:masters) client configuration.
 	Config *rest.Config
-	// Client is a client for Config with the client-go scheme.
+	// Client is a client for Config with Scheme().
 	Client client.Client
 	// Kubeconfig is a file holding an admin kubeconfig.
 	Kubeconfig string
@@ -90,8 +92,8 @@ func Start(assets string, opts Options) (cp *ControlPlane, err error) {
 			_ = cp.Stop()
 		}
 	}()
-	scheme := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+	scheme, err := Scheme()
+	if err != nil {
 		return nil, err
 	}
 	if cp.Client, err = client.New(config, client.Options{Scheme: scheme}); err != nil {
@@ -115,6 +117,18 @@ func Start(assets string, opts Options) (cp *ControlPlane, err error) {
 		}
 	}
 	return cp, nil
+}
+
+// Scheme is the client-go scheme with kvinject's own API (KeyVaultAccessPolicy).
+func Scheme() (*runtime.Scheme, error) {
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		return nil, err
+	}
+	if err := v1alpha1.AddToScheme(scheme); err != nil {
+		return nil, err
+	}
+	return scheme, nil
 }
 
 // startControllerManager runs kube-controller-manager against the API server and

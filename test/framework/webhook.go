@@ -19,6 +19,27 @@ import (
 // ShippedMutatingWebhook reads the MutatingWebhookConfiguration the product ships in
 // deploy/webhook (generated from the chart).
 func ShippedMutatingWebhook() (*admissionv1.MutatingWebhookConfiguration, error) {
+	return shippedOne[admissionv1.MutatingWebhookConfiguration]("MutatingWebhookConfiguration")
+}
+
+// ShippedValidatingWebhook reads the ValidatingWebhookConfiguration (the check of
+// AAD Pod Identity labels) the product ships in deploy/webhook.
+func ShippedValidatingWebhook() (*admissionv1.ValidatingWebhookConfiguration, error) {
+	return shippedOne[admissionv1.ValidatingWebhookConfiguration]("ValidatingWebhookConfiguration")
+}
+
+// PolicyCRDDir is the directory holding the KeyVaultAccessPolicy CRD the chart
+// installs (generated from pkg/apis), for envtest's CRDDirectoryPaths.
+func PolicyCRDDir() (string, error) {
+	root, err := testkit.RepoRoot()
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(root, "charts", "kvinject", "files"), nil
+}
+
+// shippedOne reads the one object of kind in deploy/webhook.
+func shippedOne[T any](kind string) (*T, error) {
 	root, err := testkit.RepoRoot()
 	if err != nil {
 		return nil, err
@@ -27,7 +48,7 @@ func ShippedMutatingWebhook() (*admissionv1.MutatingWebhookConfiguration, error)
 	if err != nil {
 		return nil, err
 	}
-	var found []*admissionv1.MutatingWebhookConfiguration
+	var found []*T
 	for _, f := range files {
 		b, err := os.ReadFile(f)
 		if err != nil {
@@ -42,10 +63,10 @@ func ShippedMutatingWebhook() (*admissionv1.MutatingWebhookConfiguration, error)
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", f, err)
 			}
-			if !bytes.Contains(doc, []byte("kind: MutatingWebhookConfiguration")) {
+			if !bytes.Contains(doc, []byte("\nkind: "+kind+"\n")) {
 				continue
 			}
-			var m admissionv1.MutatingWebhookConfiguration
+			var m T
 			if err := yaml.UnmarshalStrict(doc, &m); err != nil {
 				return nil, fmt.Errorf("%s: %w", f, err)
 			}
@@ -53,7 +74,7 @@ func ShippedMutatingWebhook() (*admissionv1.MutatingWebhookConfiguration, error)
 		}
 	}
 	if len(found) != 1 {
-		return nil, fmt.Errorf("deploy/webhook holds %d MutatingWebhookConfigurations, want 1", len(found))
+		return nil, fmt.Errorf("deploy/webhook holds %d %ss, want 1", len(found), kind)
 	}
 	return found[0], nil
 }
@@ -62,14 +83,24 @@ func ShippedMutatingWebhook() (*admissionv1.MutatingWebhookConfiguration, error)
 // service path, trusting caPEM, as a local process serves it.
 func PointAt(m *admissionv1.MutatingWebhookConfiguration, baseURL string, caPEM []byte) {
 	for i := range m.Webhooks {
-		cc := &m.Webhooks[i].ClientConfig
-		path := "/"
-		if cc.Service != nil && cc.Service.Path != nil {
-			path = *cc.Service.Path
-		}
-		url := strings.TrimSuffix(baseURL, "/") + path
-		cc.URL, cc.Service, cc.CABundle = &url, nil, caPEM
+		pointAt(&m.Webhooks[i].ClientConfig, baseURL, caPEM)
 	}
+}
+
+// PointValidatingAt is PointAt for a ValidatingWebhookConfiguration.
+func PointValidatingAt(m *admissionv1.ValidatingWebhookConfiguration, baseURL string, caPEM []byte) {
+	for i := range m.Webhooks {
+		pointAt(&m.Webhooks[i].ClientConfig, baseURL, caPEM)
+	}
+}
+
+func pointAt(cc *admissionv1.WebhookClientConfig, baseURL string, caPEM []byte) {
+	path := "/"
+	if cc.Service != nil && cc.Service.Path != nil {
+		path = *cc.Service.Path
+	}
+	url := strings.TrimSuffix(baseURL, "/") + path
+	cc.URL, cc.Service, cc.CABundle = &url, nil, caPEM
 }
 
 func bufioReader(b []byte) *bufio.Reader { return bufio.NewReader(bytes.NewReader(b)) }

@@ -169,8 +169,14 @@ func TestDefaults(t *testing.T) {
 	if !ds.Spec.Template.Spec.HostNetwork {
 		t.Errorf("node plugin is not on the host network: it cannot reach NMI at 127.0.0.1:2579")
 	}
-	if len(o.crds) != 1 {
-		t.Errorf("%d CRDs rendered without a cluster, want the SecretProviderClass CRD", len(o.crds))
+	if len(o.crds) != 2 {
+		t.Errorf("%d CRDs rendered without a cluster, want the SecretProviderClass and KeyVaultAccessPolicy CRDs", len(o.crds))
+	}
+	vwc := one(t, "ValidatingWebhookConfigurations", o.validatingWebhooks)
+	vw := vwc.Webhooks[0]
+	if vwc.Name != "kvinject" || vw.Name != "pod-identity.kvinject.io" || *vw.FailurePolicy != "Fail" || *vw.SideEffects != "None" || len(vw.MatchConditions) != 2 ||
+		vw.MatchConditions[0].Expression != "has(object.metadata.labels) && 'aadpodidbinding' in object.metadata.labels" {
+		t.Errorf("pod identity check %s %+v differs from the contract", vwc.Name, vw)
 	}
 	if ccfg.KubeletRoot != "/var/lib/kubelet" || ccfg.Endpoint != "/var/lib/kubelet/plugins/secrets-store.kvinject.io/csi.sock" ||
 		ccfg.RegistrationSocket() != "/var/lib/kubelet/plugins_registry/secrets-store.kvinject.io-reg.sock" || ccfg.TokenAudience != contract.DefaultTokenAudience {
@@ -241,8 +247,11 @@ func TestCustomValues(t *testing.T) {
 	if *drv.Spec.FSGroupPolicy != storagev1.NoneFSGroupPolicy {
 		t.Errorf("fsGroupPolicy %s", *drv.Spec.FSGroupPolicy)
 	}
-	if len(o.crds) != 0 {
-		t.Errorf("CRD rendered with secretProviderClassCRD.install=false")
+	if len(o.crds) != 1 || o.crds[0].Spec.Group != "kvinject.io" {
+		t.Errorf("%d CRDs rendered with secretProviderClassCRD.install=false, want the KeyVaultAccessPolicy CRD only", len(o.crds))
+	}
+	if len(o.validatingWebhooks) != 0 {
+		t.Errorf("pod identity check rendered with policy.podIdentityLabelCheck.enabled=false")
 	}
 	if ccfg.KubeletRoot != "/data/kubelet" || ccfg.TmpfsSize != "8Mi" || ccfg.MetricsBindAddress != ":9095" {
 		t.Errorf("node plugin config %+v", ccfg)

@@ -44,6 +44,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
@@ -54,7 +55,9 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/kvinject/kvinject/internal/chartrender"
+	"github.com/kvinject/kvinject/pkg/apis/kvinject/v1alpha1"
 	"github.com/kvinject/kvinject/pkg/csi"
+	"github.com/kvinject/kvinject/pkg/policy"
 	"github.com/kvinject/kvinject/test/framework"
 	"github.com/kvinject/kvinject/test/framework/certmanager"
 )
@@ -188,6 +191,13 @@ func TestInstall(t *testing.T) {
 				if got := string(mwc.Webhooks[0].ClientConfig.CABundle); got != string(secret.Data["ca.crt"]) {
 					return fmt.Errorf("caBundle is %d bytes, not the CA", len(got))
 				}
+				var vwc admissionv1.ValidatingWebhookConfiguration
+				if err := c.Get(ctx, client.ObjectKey{Name: releaseName}, &vwc); err != nil {
+					return err
+				}
+				if got := string(vwc.Webhooks[0].ClientConfig.CABundle); got != string(secret.Data["ca.crt"]) {
+					return fmt.Errorf("pod identity check caBundle is %d bytes, not the CA", len(got))
+				}
 				return nil
 			})
 			t.Logf("CA bundle injected %v after helm install returned", since(installStart))
@@ -276,6 +286,11 @@ func TestInstall(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
+			kept := &v1alpha1.KeyVaultAccessPolicy{ObjectMeta: metav1.ObjectMeta{Name: "survives-uninstall"},
+				Spec: policy.Spec{NamespaceSelector: policy.LabelSelector{MatchLabels: map[string]string{"team": "a"}}}}
+			if err := c.Create(ctx, kept); err != nil {
+				t.Fatal(err)
+			}
 			unStart := time.Now()
 			uninstall := action.NewUninstall(helm)
 			uninstall.Timeout = 2 * time.Minute
@@ -285,6 +300,9 @@ func TestInstall(t *testing.T) {
 			t.Logf("helm uninstall: %v", since(unStart))
 			nothingLeft(t, cp, c, rel1, rel2)
 			t.Logf("nothing of the release left %v after helm uninstall; whole test %v", since(unStart), since(began))
+			// The policy CRD and the cluster's policies outlive the release.
+			get(t, c, client.ObjectKey{Name: policyCRD}, &apiextensionsv1.CustomResourceDefinition{})
+			get(t, c, client.ObjectKey{Name: kept.Name}, &v1alpha1.KeyVaultAccessPolicy{})
 			if err := cm.Err(); err != nil {
 				t.Errorf("cert-manager: %v", err)
 			}
@@ -304,6 +322,10 @@ func TestInstall(t *testing.T) {
 }
 
 const spcCRD = "secretproviderclasses.secrets-store.csi.x-k8s.io"
+
+// policyCRD outlives the release (helm.sh/resource-policy: keep): uninstalling kvinject
+// never deletes a cluster's policies.
+const policyCRD = "keyvaultaccesspolicies.kvinject.io"
 
 // foreignCRD: on a cluster whose SecretProviderClass CRD belongs to someone else (the
 // Secrets Store CSI driver), the chart leaves it alone (csi.secretProviderClassCRD
@@ -643,12 +665,50 @@ func checkCSIAccess(t *testing.T, cp *framework.ControlPlane, c client.Client) {
 		}
 		return nil
 	})
+	// The policies: listed and watched, then a namespace's labels and a pod's read for a
+	// pod identity volume. The policy governs every namespace and allows everything.
+	everything := &v1alpha1.KeyVaultAccessPolicy{ObjectMeta: metav1.ObjectMeta{Name: "install-test"}, Spec: policy.Spec{
+		Vaults: []string{"*"}, Tenants: []string{"*"}, PodIdentities: []string{"*"}, WorkloadIdentityClientIDs: []string{"*"}}}
+	if err := c.Create(ctx, everything); err != nil {
+		t.Fatalf("create a KeyVaultAccessPolicy through the chart's CRD: %v", err)
+	}
+	defer func() { _ = c.Delete(context.Background(), everything) }()
+	var tutorial corev1.Pod
+	get(t, c, client.ObjectKey{Namespace: "default", Name: "tutorial"}, &tutorial)
+	policies := csi.NewKubePolicies(kube, nil)
+	wctx, stop := context.WithCancel(ctx)
+	defer stop()
+	go policies.Run(wctx)
+	testkit.Eventually(t, 10*time.Second, "the node plugin reads the policies with the chart's RBAC", func(context.Context) error {
+		res := policies.Check(ctx, csi.PodInfo{Name: "tutorial", Namespace: "default", UID: string(tutorial.UID)},
+			policy.Request{Vault: "team-b-kv", Tenant: tenant}, true)
+		if res.Denied != nil || res.Audited != nil {
+			return fmt.Errorf("%+v", res)
+		}
+		return nil
+	})
+	// Proof the pod was read: its label decides, and a policy listing another selector
+	// refuses it.
+	patch := client.RawPatch(types.MergePatchType, []byte(`{"spec":{"podIdentities":["someone-else"]}}`))
+	if err := c.Patch(ctx, everything, patch); err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, 40*time.Second, "the pod's label checked", func(context.Context) error {
+		res := policies.Check(ctx, csi.PodInfo{Name: "tutorial", Namespace: "default", UID: string(tutorial.UID)}, policy.Request{Vault: "x-kv"}, true)
+		if res.Denied == nil || !strings.Contains(res.Denied.Error(), `may not use AAD Pod Identity "azure-kv"`) {
+			return fmt.Errorf("%+v", res.Denied)
+		}
+		return nil
+	})
+
 	user := fmt.Sprintf("system:serviceaccount:%s:%s", namespace, sa)
 	for _, ra := range []authorizationv1.ResourceAttributes{
 		{Group: "secrets-store.csi.x-k8s.io", Resource: "secretproviderclasses", Verb: "list"},
 		{Group: "secrets-store.csi.x-k8s.io", Resource: "secretproviderclasses", Verb: "update", Namespace: "default"},
 		{Resource: "secrets", Verb: "get", Namespace: "default"},
-		{Resource: "pods", Verb: "get", Namespace: "default"},
+		{Resource: "pods", Verb: "list", Namespace: "default"},
+		{Resource: "namespaces", Verb: "list"},
+		{Group: "kvinject.io", Resource: "keyvaultaccesspolicies", Verb: "update"},
 		{Resource: "events", Verb: "delete", Namespace: "default"},
 	} {
 		sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{User: user, ResourceAttributes: &ra}}
@@ -710,6 +770,9 @@ func nothingLeft(t *testing.T, cp *framework.ControlPlane, c client.Client, rels
 			default:
 				return err
 			}
+			if err == nil && r.kind == "CustomResourceDefinition" && r.name == policyCRD {
+				left = left[:len(left)-1] // kept: helm.sh/resource-policy: keep
+			}
 		}
 		// What controllers made from the release's objects: the namespace held
 		// nothing else.
@@ -760,7 +823,7 @@ func metaItems(l client.ObjectList) ([]string, error) {
 func newClient(t *testing.T, cfg *rest.Config) client.Client {
 	t.Helper()
 	scheme := runtime.NewScheme()
-	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, cmscheme.AddToScheme, apiextensionsv1.AddToScheme} {
+	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, cmscheme.AddToScheme, apiextensionsv1.AddToScheme, v1alpha1.AddToScheme} {
 		if err := add(scheme); err != nil {
 			t.Fatal(err)
 		}

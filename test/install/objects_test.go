@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -23,9 +24,11 @@ import (
 
 	"github.com/kvinject/kvinject/internal/chartrender"
 	"github.com/kvinject/kvinject/internal/program"
+	"github.com/kvinject/kvinject/pkg/apis/kvinject/v1alpha1"
 	"github.com/kvinject/kvinject/pkg/csi"
 	"github.com/kvinject/kvinject/pkg/mutate"
 	"github.com/kvinject/kvinject/pkg/webhook"
+	"github.com/kvinject/kvinject/test/framework"
 )
 
 // objects are a rendering decoded into typed API objects, by kind.
@@ -41,6 +44,7 @@ type objects struct {
 	clusterRoles        []*rbacv1.ClusterRole
 	clusterRoleBindings []*rbacv1.ClusterRoleBinding
 	mutatingWebhooks    []*admissionv1.MutatingWebhookConfiguration
+	validatingWebhooks  []*admissionv1.ValidatingWebhookConfiguration
 	csiDrivers          []*storagev1.CSIDriver
 	crds                []*apiextensionsv1.CustomResourceDefinition
 	issuers             []*cmapi.Issuer
@@ -77,6 +81,8 @@ func decode(t *testing.T, docs []chartrender.Document) *objects {
 			obj = into(t, d, &o.clusterRoleBindings)
 		case "admissionregistration.k8s.io/v1/MutatingWebhookConfiguration":
 			obj = into(t, d, &o.mutatingWebhooks)
+		case "admissionregistration.k8s.io/v1/ValidatingWebhookConfiguration":
+			obj = into(t, d, &o.validatingWebhooks)
 		case "storage.k8s.io/v1/CSIDriver":
 			obj = into(t, d, &o.csiDrivers)
 		case "apiextensions.k8s.io/v1/CustomResourceDefinition":
@@ -311,9 +317,38 @@ func checkRelations(t *testing.T, o *objects, namespace string) (*webhook.Option
 		t.Errorf("namespaceSelector excludes %v; it must exclude the release namespace %s and kube-system", excluded, namespace)
 	}
 
-	// The webhook's RBAC: exactly what its metadata informers need.
+	// The pod identity label check, when rendered, calls the same Service at its path,
+	// trusts the same CA and spares the same namespaces.
+	for _, vwc := range o.validatingWebhooks {
+		if len(vwc.Webhooks) != 1 {
+			t.Fatalf("ValidatingWebhookConfiguration has %d webhooks, want 1", len(vwc.Webhooks))
+		}
+		vw := vwc.Webhooks[0]
+		vref := vw.ClientConfig.Service
+		if vref == nil || vref.Name != svc.Name || vref.Namespace != svc.Namespace || vref.Path == nil || *vref.Path != webhook.PodIdentityPath ||
+			vref.Port == nil || *vref.Port != sp.Port {
+			t.Errorf("pod identity check calls %+v, want Service %s/%s port %d path %s", vref, svc.Namespace, svc.Name, sp.Port, webhook.PodIdentityPath)
+		}
+		if vwc.Annotations["cert-manager.io/inject-ca-from"] != mwc.Annotations["cert-manager.io/inject-ca-from"] ||
+			string(vw.ClientConfig.CABundle) != string(wh.ClientConfig.CABundle) {
+			t.Errorf("the two webhook configurations trust different CAs")
+		}
+		if !reflect.DeepEqual(vw.NamespaceSelector, wh.NamespaceSelector) {
+			t.Errorf("pod identity check namespaceSelector %+v differs from the mutating webhook's %+v", vw.NamespaceSelector, wh.NamespaceSelector)
+		}
+		if len(vw.Rules) != 1 || !slices.Equal(vw.Rules[0].Operations, []admissionv1.OperationType{admissionv1.Create, admissionv1.Update}) ||
+			!slices.Equal(vw.Rules[0].Resources, []string{"pods"}) {
+			t.Errorf("pod identity check rules %+v, want pods CREATE and UPDATE", vw.Rules)
+		}
+	}
+
+	// The webhook's RBAC: exactly what its informers, the policy status and the audit
+	// events need.
 	checkRBAC(t, o, dep.Spec.Template.Spec.ServiceAccountName, namespace, []rbacv1.PolicyRule{
 		{APIGroups: []string{""}, Resources: []string{"namespaces", "serviceaccounts"}, Verbs: []string{"get", "list", "watch"}},
+		{APIGroups: []string{"kvinject.io"}, Resources: []string{"keyvaultaccesspolicies"}, Verbs: []string{"get", "list", "watch"}},
+		{APIGroups: []string{"kvinject.io"}, Resources: []string{"keyvaultaccesspolicies/status"}, Verbs: []string{"update", "patch"}},
+		{APIGroups: []string{"events.k8s.io"}, Resources: []string{"events"}, Verbs: []string{"create", "patch"}},
 	})
 
 	// --- certificate ---
@@ -414,11 +449,18 @@ func checkRelations(t *testing.T, o *objects, namespace string) (*webhook.Option
 	checkRBAC(t, o, dpod.ServiceAccountName, namespace, []rbacv1.PolicyRule{
 		{APIGroups: []string{"secrets-store.csi.x-k8s.io"}, Resources: []string{"secretproviderclasses"}, Verbs: []string{"get"}},
 		{APIGroups: []string{""}, Resources: []string{"events"}, Verbs: []string{"create", "get", "patch"}},
+		{APIGroups: []string{"kvinject.io"}, Resources: []string{"keyvaultaccesspolicies"}, Verbs: []string{"list", "watch"}},
+		{APIGroups: []string{""}, Resources: []string{"namespaces", "pods"}, Verbs: []string{"get"}},
 	})
-	if spc := strings.TrimPrefix(csi.SecretProviderClassAPI, "/apis/"); len(o.crds) == 1 {
-		crd := o.crds[0]
-		if crd.Spec.Group+"/"+crd.Spec.Versions[0].Name != spc || crd.Spec.Names.Plural != "secretproviderclasses" {
-			t.Errorf("CRD serves %s/%s %s; the plugin reads %s secretproviderclasses", crd.Spec.Group, crd.Spec.Versions[0].Name, crd.Spec.Names.Plural, spc)
+	for _, crd := range o.crds {
+		switch crd.Spec.Group {
+		case v1alpha1.GroupVersion.Group:
+			checkPolicyCRD(t, crd)
+		default:
+			spc := strings.TrimPrefix(csi.SecretProviderClassAPI, "/apis/")
+			if crd.Spec.Group+"/"+crd.Spec.Versions[0].Name != spc || crd.Spec.Names.Plural != "secretproviderclasses" {
+				t.Errorf("CRD serves %s/%s %s; the plugin reads %s secretproviderclasses", crd.Spec.Group, crd.Spec.Versions[0].Name, crd.Spec.Names.Plural, spc)
+			}
 		}
 	}
 	return wcfg, ccfg
@@ -445,5 +487,32 @@ func checkRBAC(t *testing.T, o *objects, sa, namespace string, want []rbacv1.Pol
 	exp, _ := yaml.Marshal(want)
 	if !bytes.Equal(got, exp) {
 		t.Errorf("ClusterRole %s rules:\n%s\nwant exactly:\n%s", role.Name, got, exp)
+	}
+}
+
+// checkPolicyCRD: the chart installs the CRD generated from pkg/apis, kept on
+// uninstall.
+func checkPolicyCRD(t *testing.T, crd *apiextensionsv1.CustomResourceDefinition) {
+	t.Helper()
+	if crd.Annotations["helm.sh/resource-policy"] != "keep" {
+		t.Errorf("KeyVaultAccessPolicy CRD annotations %v lack helm.sh/resource-policy: keep", crd.Annotations)
+	}
+	dir, err := framework.PolicyCRDDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "kvinject.io_keyvaultaccesspolicies.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var generated apiextensionsv1.CustomResourceDefinition
+	if err := yaml.UnmarshalStrict(b, &generated); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(crd.Spec, generated.Spec) {
+		t.Errorf("the chart's KeyVaultAccessPolicy CRD differs from the generated one (make generate)")
+	}
+	if crd.Name != v1alpha1.Resource+"."+v1alpha1.GroupVersion.Group || crd.Spec.Scope != apiextensionsv1.ClusterScoped {
+		t.Errorf("policy CRD %s scope %s", crd.Name, crd.Spec.Scope)
 	}
 }

@@ -51,7 +51,12 @@ func run(m *testing.M) int {
 	}
 	start := time.Now()
 	var err error
-	cp, err = framework.Start(assets, framework.Options{ControllerManager: true})
+	crds, err := framework.PolicyCRDDir()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	cp, err = framework.Start(assets, framework.Options{ControllerManager: true, CRDDirectoryPaths: []string{crds}})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -91,7 +96,15 @@ func setupWebhook() error {
 		return err
 	}
 	framework.PointAt(config, fmt.Sprintf("https://127.0.0.1:%d", webhookPort), ca.CertPEM)
-	return cp.Client.Create(context.Background(), config)
+	if err := cp.Client.Create(context.Background(), config); err != nil {
+		return err
+	}
+	validating, err := framework.ShippedValidatingWebhook()
+	if err != nil {
+		return err
+	}
+	framework.PointValidatingAt(validating, fmt.Sprintf("https://127.0.0.1:%d", webhookPort), ca.CertPEM)
+	return cp.Client.Create(context.Background(), validating)
 }
 
 // runningWebhook is the webhook program's Run, in this process, on webhookPort.
@@ -109,7 +122,7 @@ func startWebhook(t *testing.T) *runningWebhook {
 	o.MetricsBindAddress = testkit.FreeAddr(t)
 	o.HealthProbeBindAddress = testkit.FreeAddr(t)
 	o.Kubeconfig = cp.Kubeconfig
-	o.ShutdownTimeout = 5 * time.Second
+	o.ShutdownTimeout = 20 * time.Second // generous: CI runs three suites on two cores
 	o.Cluster.TenantID = tenant
 	run := framework.RunWebhook(t, o, testr.New(t))
 	w := &runningWebhook{metricsURL: "http://" + o.MetricsBindAddress + "/metrics", stop: run.Stop}

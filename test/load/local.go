@@ -51,7 +51,11 @@ func StartLocal(ctx context.Context, assets string) (*Local, error) {
 }
 
 func (l *Local) start(ctx context.Context, assets string) error {
-	cp, err := framework.Start(assets, framework.Options{})
+	crds, err := framework.PolicyCRDDir()
+	if err != nil {
+		return err
+	}
+	cp, err := framework.Start(assets, framework.Options{CRDDirectoryPaths: []string{crds}})
 	if err != nil {
 		return err
 	}

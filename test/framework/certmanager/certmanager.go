@@ -181,7 +181,7 @@ func Start(ctx context.Context, opts Options) (*Running, error) {
 	return r, nil
 }
 
-// startInjector runs the CA injector for MutatingWebhookConfigurations on a
+// startInjector runs the CA injector for Mutating- and ValidatingWebhookConfigurations on a
 // controller-runtime manager, as cert-manager's cainjector does.
 func (r *Running) startInjector(ctx context.Context, opts Options) error {
 	scheme := runtime.NewScheme()
@@ -208,7 +208,8 @@ func (r *Running) startInjector(ctx context.Context, opts Options) error {
 	if err := cainjector.RegisterAllInjectors(ctx, mgr, cainjector.SetupOptions{
 		EnableCertificatesDataSource: true,
 		EnabledReconcilersFor: map[string]bool{
-			cainjector.MutatingWebhookConfigurationName: true,
+			cainjector.MutatingWebhookConfigurationName:   true,
+			cainjector.ValidatingWebhookConfigurationName: true,
 		},
 	}); err != nil {
 		return fmt.Errorf("register CA injectors: %w", err)
