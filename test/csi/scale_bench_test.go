@@ -4,17 +4,27 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	csiapi "github.com/container-storage-interface/spec/lib/go/csi"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/kvinject/kvinject/internal/testkit"
+	"github.com/kvinject/kvinject/pkg/apis/kvinject/v1alpha1"
 	"github.com/kvinject/kvinject/pkg/contract"
 	"github.com/kvinject/kvinject/pkg/csi"
+	"github.com/kvinject/kvinject/pkg/policy"
 	"github.com/kvinject/kvinject/test/emulator"
+	"github.com/kvinject/kvinject/test/framework"
 )
 
 // anchorPerVolume is what the Secrets Store CSI driver's Azure provider sends for one
@@ -125,22 +135,46 @@ func BenchmarkWarmPublish50Objects(b *testing.B) {
 // the tutorial's two secrets (pod identity: a credential and a client per pod, the
 // caches full), after a rotation round. Reported: VmRSS, split into anonymous and
 // file-backed (the binary's own pages), and VmHWM, in MiB. Run with -benchtime 1x.
+// "no-api-server" runs the plugin alone; "tenancy" gives it a real API server with
+// 20 KeyVaultAccessPolicies, one of which governs the pods' namespace, so every
+// volume is checked against them (the namespace's labels and each pod's AAD Pod
+// Identity label read and cached). KVINJECT_BENCH_ENV=NAME=value adds one variable to
+// the binary's environment. Reported too: the CPU time the plugin used.
 func BenchmarkResidentMemory100Volumes(b *testing.B) {
 	testkit.RequireRoot(b)
+	b.Run("no-api-server", func(b *testing.B) { residentMemory(b, false) })
+	b.Run("tenancy", func(b *testing.B) { residentMemory(b, true) })
+}
+
+func residentMemory(b *testing.B, tenancy bool) {
 	w := startWorld(b)
 	bin := testkit.Binary(b, "./cmd/csi-node")
 	root := b.TempDir()
 	socket := filepath.Join(root, "csi.sock")
 	var logs lockedBuffer
 	metricsAddr := testkit.FreeAddr(b)
-	cmd := runBinary(b, bin, socket, &logs, w.env(), "--kubelet-root", root, "--endpoint", socket, "--node-id", "node-1", "--register=false",
-		"--metrics-bind-address", metricsAddr, "--health-probe-bind-address", "0", "--nmi-endpoint", "http://"+w.emu.NMIAddr(),
-		"--rotation-poll-interval", "1s")
+	args := []string{"--kubelet-root", root, "--endpoint", socket, "--node-id", "node-1", "--register=false",
+		"--metrics-bind-address", metricsAddr, "--health-probe-bind-address", "0", "--nmi-endpoint", "http://" + w.emu.NMIAddr(),
+		"--rotation-poll-interval", "1s"}
+	uids := make([]string, 100)
+	for i := range uids {
+		uids[i] = fmt.Sprintf("mem-%03d", i)
+	}
+	if tenancy {
+		kubeconfig, podUIDs := tenancyAPIServer(b, len(uids))
+		args = append(args, "--kubeconfig", kubeconfig)
+		uids = podUIDs
+	}
+	env := w.env()
+	if e := os.Getenv("KVINJECT_BENCH_ENV"); e != "" {
+		env = append(env, e) // e.g. GOGC=100, to compare with Go's default
+	}
+	cmd := runBinary(b, bin, socket, &logs, env, args...)
 	node := nodeClient(b, socket)
 	objs := []contract.Object{{Name: "DatabaseLogin", Alias: "DATABASE_LOGIN"}, {Name: "DatabasePassword", Alias: "DATABASE_PASSWORD"}}
 	var reqs []*csiapi.NodePublishVolumeRequest
-	for i := 0; i < 100; i++ {
-		req := volume{objects: objs, podUID: fmt.Sprintf("mem-%03d", i)}.request(b, root)
+	for i, uid := range uids {
+		req := volume{objects: objs, podUID: uid, attrs: map[string]string{contract.ContextPodName: fmt.Sprintf("mem-%03d", i)}}.request(b, root)
 		if _, err := node.NodePublishVolume(b.Context(), req); err != nil {
 			b.Fatalf("publish %d: %v", i, err)
 		}
@@ -161,6 +195,7 @@ func BenchmarkResidentMemory100Volumes(b *testing.B) {
 	b.ReportMetric(anon, "MiB-anon")
 	b.ReportMetric(file, "MiB-file")
 	b.ReportMetric(hwm, "MiB-VmHWM")
+	b.ReportMetric(procCPU(b, cmd.Process.Pid).Seconds()*1000, "cpu-ms")
 	if resp, err := http.Get("http://" + metricsAddr + "/metrics"); err == nil {
 		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
@@ -175,4 +210,76 @@ func BenchmarkResidentMemory100Volumes(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// tenancyAPIServer starts an API server holding the KeyVaultAccessPolicy CRD, 20
+// policies (one governs the default namespace and allows the tutorial's vault, tenant
+// and pod identity) and n pods mem-000... labelled for pod identity; it returns an admin
+// kubeconfig and the pods' UIDs.
+func tenancyAPIServer(b *testing.B, n int) (string, []string) {
+	b.Helper()
+	crds, err := framework.PolicyCRDDir()
+	if err != nil {
+		b.Fatal(err)
+	}
+	env := &envtest.Environment{BinaryAssetsDirectory: framework.Assets(b), CRDDirectoryPaths: []string{"testdata/crds", crds}, ErrorIfCRDPathMissing: true}
+	rc, err := env.Start()
+	if err != nil {
+		b.Fatalf("start envtest: %v", err)
+	}
+	b.Cleanup(func() { _ = env.Stop() })
+	scheme, err := framework.Scheme()
+	if err != nil {
+		b.Fatal(err)
+	}
+	kube, err := client.New(rc, client.Options{Scheme: scheme})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := b.Context()
+	if err := kube.Patch(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "default"}},
+		client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"labels":{"team":"team-00"}}}`))); err != nil {
+		b.Fatal(err)
+	}
+	for i := range 20 {
+		team := fmt.Sprintf("team-%02d", i)
+		p := &v1alpha1.KeyVaultAccessPolicy{ObjectMeta: metav1.ObjectMeta{Name: team}, Spec: policy.Spec{
+			NamespaceSelector: policy.LabelSelector{MatchLabels: map[string]string{"team": team}},
+			Vaults:            []string{team + "-*", vault}, Tenants: []string{tenant}, PodIdentities: []string{"azure-kv", team + "-app"},
+		}}
+		if err := kube.Create(ctx, p); err != nil {
+			b.Fatal(err)
+		}
+	}
+	uids := make([]string, n)
+	for i := range uids {
+		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("mem-%03d", i), Namespace: "default", Labels: map[string]string{contract.LabelPodIdentity: "azure-kv"}},
+			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "app"}}}}
+		if err := kube.Create(ctx, p); err != nil {
+			b.Fatal(err)
+		}
+		uids[i] = string(p.UID)
+	}
+	return framework.WriteKubeconfig(b, rc), uids
+}
+
+// procCPU is the user and system CPU time pid has used.
+func procCPU(t testing.TB, pid int) time.Duration {
+	t.Helper()
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Fields after the command name (which may hold spaces): state is field 3; utime
+	// and stime are fields 14 and 15, in clock ticks (100 a second on Linux).
+	fields := strings.Fields(string(raw[strings.LastIndexByte(string(raw), ')')+2:]))
+	var ticks int64
+	for _, f := range fields[11:13] {
+		n, err := strconv.ParseInt(f, 10, 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ticks += n
+	}
+	return time.Duration(ticks) * 10 * time.Millisecond
 }
