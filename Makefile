@@ -90,7 +90,7 @@ bench: tools ## Webhook handler benchmark and HTTPS load run; the node plugin's 
 	KUBEBUILDER_ASSETS="$$(test/tools/build.sh)" $(GO) run ./test/cmd/webhook-load -duration 10s
 	$(GO) test ./test/csi -run '^$$' -bench 'BenchmarkPublish50Secrets|BenchmarkWarmPublish50Objects' -benchtime 20x
 	$(GO) test ./test/csi -run '^$$' -bench 'BenchmarkRotationRound' -benchtime 10x
-	$(GO) test ./test/csi -run '^$$' -bench 'BenchmarkResidentMemory100Volumes' -benchtime 1x
+	KUBEBUILDER_ASSETS="$$(test/tools/build.sh)" $(GO) test ./test/csi -run '^$$' -bench 'BenchmarkResidentMemory100Volumes' -benchtime 1x -count 3
 
 .PHONY: soak
 soak: e2e-deps tools ## The node plugin's soak (5 min, faults, 100 volumes; KVINJECT_SOAK_DURATION) and 50 replicas on the real node (needs root; not part of make test).
