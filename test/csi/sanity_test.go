@@ -3,7 +3,6 @@ package csi
 import (
 	"context"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -12,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	csiapi "github.com/container-storage-interface/spec/lib/go/csi"
 	"github.com/kubernetes-csi/csi-test/v5/pkg/sanity"
 	"github.com/onsi/ginkgo/v2"
 	"github.com/onsi/gomega"
@@ -55,11 +55,15 @@ func runBinary(t testing.TB, bin, socket string, logs io.Writer, env []string, a
 			}
 		}
 	})
-	testkit.Eventually(t, 30*time.Second, "csi-node listens on "+socket, func(context.Context) error {
-		c, err := net.Dial("unix", socket)
-		if err == nil {
-			c.Close()
-		}
+	// Serving, not only listening: the socket is bound before the startup sweep, and
+	// calls are answered after it.
+	conn, err := grpc.NewClient("unix://"+socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	testkit.Eventually(t, 30*time.Second, "csi-node answers on "+socket, func(ctx context.Context) error {
+		_, err := csiapi.NewIdentityClient(conn).Probe(ctx, &csiapi.ProbeRequest{})
 		return err
 	})
 	return cmd
