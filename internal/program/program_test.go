@@ -1,8 +1,6 @@
 package program
 
 import (
-	"github.com/kvinject/kvinject/internal/version"
-
 	"bytes"
 	"context"
 	"encoding/json"
@@ -15,6 +13,8 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/spf13/pflag"
 	"sigs.k8s.io/yaml"
+
+	"github.com/kvinject/kvinject/internal/version"
 )
 
 // fakeOptions is a program with one setting, a config file, and a Run that logs.

@@ -1,18 +1,15 @@
 package csi
 
 import (
-	"sync"
-	"time"
-
-	"github.com/kvinject/kvinject/pkg/contract"
-
 	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -20,6 +17,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/kvinject/kvinject/pkg/contract"
 	"github.com/kvinject/kvinject/pkg/identity"
 	"github.com/kvinject/kvinject/pkg/keyvault"
 )

@@ -1,12 +1,12 @@
 package csi
 
 import (
-	"github.com/kvinject/kvinject/pkg/contract"
-
 	"strings"
 	"testing"
 
 	"github.com/spf13/pflag"
+
+	"github.com/kvinject/kvinject/pkg/contract"
 )
 
 func TestOptionsFlagsAndValidate(t *testing.T) {

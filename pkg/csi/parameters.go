@@ -2,11 +2,9 @@ package csi
 
 import (
 	"errors"
-
-	"github.com/kvinject/kvinject/pkg/contract"
-
 	"fmt"
 
+	"github.com/kvinject/kvinject/pkg/contract"
 	"github.com/kvinject/kvinject/pkg/identity"
 	"github.com/kvinject/kvinject/pkg/keyvault"
 )

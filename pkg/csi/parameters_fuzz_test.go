@@ -1,11 +1,11 @@
 package csi
 
 import (
-	"github.com/kvinject/kvinject/pkg/contract"
-
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/kvinject/kvinject/pkg/contract"
 )
 
 // FuzzParseParameters feeds arbitrary attributes to the volume parser: it never

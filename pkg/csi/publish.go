@@ -1,17 +1,14 @@
 package csi
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"strings"
-
-	"github.com/kvinject/kvinject/pkg/keyvault"
-
-	"context"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
@@ -20,6 +17,7 @@ import (
 
 	"github.com/kvinject/kvinject/pkg/contract"
 	"github.com/kvinject/kvinject/pkg/identity"
+	"github.com/kvinject/kvinject/pkg/keyvault"
 )
 
 // publish is one NodePublishVolume call. Its methods are the call's steps, in the order

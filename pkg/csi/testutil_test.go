@@ -1,8 +1,6 @@
 package csi
 
 import (
-	"github.com/kvinject/kvinject/pkg/contract"
-
 	"context"
 	"errors"
 	"os"
@@ -13,6 +11,7 @@ import (
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 
+	"github.com/kvinject/kvinject/pkg/contract"
 	"github.com/kvinject/kvinject/pkg/identity"
 	"github.com/kvinject/kvinject/pkg/keyvault"
 )

@@ -1,21 +1,20 @@
 package csi
 
 import (
-	"sort"
-
-	"github.com/kvinject/kvinject/pkg/keyvault"
-
 	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/kvinject/kvinject/pkg/keyvault"
 )
 
 // Reserved names inside a volume. Every name starting with ".." belongs to the writer.

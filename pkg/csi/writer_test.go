@@ -1,14 +1,13 @@
 package csi
 
 import (
-	"strings"
-
 	"bytes"
 	"errors"
 	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"

@@ -1,13 +1,12 @@
 package identity
 
 import (
-	"fmt"
-	"sync/atomic"
-
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 

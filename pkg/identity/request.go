@@ -3,13 +3,12 @@ package identity
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"time"
-
-	"github.com/kvinject/kvinject/pkg/contract"
-
 	"errors"
 	"fmt"
 	"strings"
+	"time"
+
+	"github.com/kvinject/kvinject/pkg/contract"
 )
 
 // Mode is how a pod's token is obtained.

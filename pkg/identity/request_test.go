@@ -1,14 +1,13 @@
 package identity
 
 import (
+	"errors"
 	"reflect"
+	"strings"
+	"testing"
 	"time"
 
 	"github.com/kvinject/kvinject/pkg/contract"
-
-	"errors"
-	"strings"
-	"testing"
 )
 
 const (

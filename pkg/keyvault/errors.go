@@ -1,8 +1,6 @@
 package keyvault
 
 import (
-	"github.com/kvinject/kvinject/pkg/contract"
-
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +9,8 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
+
+	"github.com/kvinject/kvinject/pkg/contract"
 )
 
 // Error classes, for errors.Is on an *ObjectError.

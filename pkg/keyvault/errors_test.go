@@ -1,8 +1,6 @@
 package keyvault
 
 import (
-	"github.com/kvinject/kvinject/pkg/contract"
-
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +11,8 @@ import (
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
+
+	"github.com/kvinject/kvinject/pkg/contract"
 )
 
 func responseError(status int, body string) error {

@@ -1,8 +1,6 @@
 package keyvault
 
 import (
-	"github.com/kvinject/kvinject/pkg/contract"
-
 	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -17,6 +15,8 @@ import (
 	"strings"
 
 	"software.sslmate.com/src/go-pkcs12"
+
+	"github.com/kvinject/kvinject/pkg/contract"
 )
 
 // Content types of secrets that back certificates.

@@ -1,8 +1,6 @@
 package keyvault
 
 import (
-	"github.com/kvinject/kvinject/pkg/contract"
-
 	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -18,6 +16,8 @@ import (
 	"time"
 
 	"software.sslmate.com/src/go-pkcs12"
+
+	"github.com/kvinject/kvinject/pkg/contract"
 )
 
 type testCert struct {

@@ -1,19 +1,18 @@
 package keyvault
 
 import (
-	"sync"
-
-	"github.com/kvinject/kvinject/pkg/contract"
-
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azcertificates"
 	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azkeys"
 	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azsecrets"
+
+	"github.com/kvinject/kvinject/pkg/contract"
 )
 
 // Secret is a Key Vault secret as fetched: the value and what rendering needs.

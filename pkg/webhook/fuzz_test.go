@@ -1,8 +1,6 @@
 package webhook
 
 import (
-	"github.com/kvinject/kvinject/pkg/contract"
-
 	"bytes"
 	"encoding/json"
 	"net/http"
@@ -13,6 +11,8 @@ import (
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/kvinject/kvinject/pkg/contract"
 )
 
 // FuzzHandler posts arbitrary bodies to the admission endpoint: it must never panic,

@@ -1,9 +1,6 @@
 package csi
 
 import (
-	"github.com/kvinject/kvinject/internal/testkit"
-	"github.com/kvinject/kvinject/pkg/contract"
-
 	"fmt"
 	"os"
 	"strconv"
@@ -13,6 +10,8 @@ import (
 
 	csiapi "github.com/container-storage-interface/spec/lib/go/csi"
 
+	"github.com/kvinject/kvinject/internal/testkit"
+	"github.com/kvinject/kvinject/pkg/contract"
 	"github.com/kvinject/kvinject/pkg/csi"
 	"github.com/kvinject/kvinject/test/emulator"
 )

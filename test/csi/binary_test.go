@@ -1,11 +1,6 @@
 package csi
 
 import (
-	"time"
-
-	"github.com/kvinject/kvinject/internal/testkit"
-	"github.com/kvinject/kvinject/pkg/contract"
-
 	"bytes"
 	"io"
 	"net/http"
@@ -14,11 +9,14 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	csiapi "github.com/container-storage-interface/spec/lib/go/csi"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/kvinject/kvinject/internal/testkit"
+	"github.com/kvinject/kvinject/pkg/contract"
 	"github.com/kvinject/kvinject/test/emulator"
 )
 

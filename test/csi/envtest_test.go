@@ -3,12 +3,6 @@ package csi
 import (
 	"context"
 	"fmt"
-
-	corev1 "k8s.io/api/core/v1"
-
-	"github.com/kvinject/kvinject/internal/testkit"
-	"github.com/kvinject/kvinject/pkg/contract"
-
 	"os"
 	"testing"
 	"time"
@@ -16,6 +10,7 @@ import (
 	csiapi "github.com/container-storage-interface/spec/lib/go/csi"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -24,6 +19,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/yaml"
 
+	"github.com/kvinject/kvinject/internal/testkit"
+	"github.com/kvinject/kvinject/pkg/contract"
 	"github.com/kvinject/kvinject/pkg/csi"
 	"github.com/kvinject/kvinject/test/emulator"
 	"github.com/kvinject/kvinject/test/framework"

@@ -1,11 +1,6 @@
 package csi
 
 import (
-	"time"
-
-	"github.com/kvinject/kvinject/internal/testkit"
-	"github.com/kvinject/kvinject/pkg/contract"
-
 	"bytes"
 	"context"
 	"crypto"
@@ -18,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/cloud"
@@ -29,6 +25,8 @@ import (
 	"google.golang.org/grpc/status"
 	"software.sslmate.com/src/go-pkcs12"
 
+	"github.com/kvinject/kvinject/internal/testkit"
+	"github.com/kvinject/kvinject/pkg/contract"
 	"github.com/kvinject/kvinject/pkg/csi"
 	"github.com/kvinject/kvinject/test/emulator"
 )

@@ -1,12 +1,11 @@
 package csi
 
 import (
-	"os/exec"
-
 	"bytes"
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"

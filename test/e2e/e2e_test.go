@@ -8,14 +8,13 @@
 package e2e_test
 
 import (
-	"sync/atomic"
-
 	"context"
 	"errors"
 	"fmt"
 	"os"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 

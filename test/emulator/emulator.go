@@ -1,8 +1,6 @@
 package emulator
 
 import (
-	"github.com/kvinject/kvinject/internal/testcerts"
-
 	"context"
 	"crypto"
 	"crypto/x509"
@@ -16,6 +14,8 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+
+	"github.com/kvinject/kvinject/internal/testcerts"
 )
 
 // Default listen addresses. Every listener binds to loopback.

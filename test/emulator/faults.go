@@ -2,7 +2,6 @@ package emulator
 
 import (
 	"math/rand/v2"
-
 	"strconv"
 	"sync"
 	"time"

@@ -1,8 +1,6 @@
 package emulator
 
 import (
-	"github.com/kvinject/kvinject/internal/testcerts"
-
 	"context"
 	"errors"
 	"flag"
@@ -14,6 +12,8 @@ import (
 	"time"
 
 	"k8s.io/klog/v2/textlogger"
+
+	"github.com/kvinject/kvinject/internal/testcerts"
 )
 
 // Config is the standalone binary's configuration (cmd/azure-emulator).

@@ -1,8 +1,6 @@
 package framework
 
 import (
-	"github.com/kvinject/kvinject/internal/testkit"
-
 	"context"
 	"errors"
 	"fmt"
@@ -19,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
+	"github.com/kvinject/kvinject/internal/testkit"
 	"github.com/kvinject/kvinject/pkg/apis/kvinject/v1alpha1"
 )
 

@@ -1,8 +1,6 @@
 package framework
 
 import (
-	"github.com/kvinject/kvinject/internal/testkit"
-
 	"bufio"
 	"bytes"
 	"fmt"
@@ -14,6 +12,8 @@ import (
 	admissionv1 "k8s.io/api/admissionregistration/v1"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
+
+	"github.com/kvinject/kvinject/internal/testkit"
 )
 
 // ShippedMutatingWebhook reads the MutatingWebhookConfiguration the product ships in

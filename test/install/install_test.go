@@ -1,10 +1,6 @@
 package install
 
 import (
-	"github.com/kvinject/kvinject/internal/testkit"
-
-	"github.com/kvinject/kvinject/pkg/contract"
-
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -55,7 +51,9 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/kvinject/kvinject/internal/chartrender"
+	"github.com/kvinject/kvinject/internal/testkit"
 	"github.com/kvinject/kvinject/pkg/apis/kvinject/v1alpha1"
+	"github.com/kvinject/kvinject/pkg/contract"
 	"github.com/kvinject/kvinject/pkg/csi"
 	"github.com/kvinject/kvinject/pkg/policy"
 	"github.com/kvinject/kvinject/test/framework"

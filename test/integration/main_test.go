@@ -1,10 +1,6 @@
 package integration
 
 import (
-	"github.com/kvinject/kvinject/internal/testkit"
-
-	"github.com/kvinject/kvinject/pkg/contract"
-
 	"context"
 	"fmt"
 	"io"
@@ -15,12 +11,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	"github.com/go-logr/logr/testr"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/kvinject/kvinject/internal/testcerts"
+	"github.com/kvinject/kvinject/internal/testkit"
+	"github.com/kvinject/kvinject/pkg/contract"
 	"github.com/kvinject/kvinject/pkg/webhook"
 	"github.com/kvinject/kvinject/test/framework"
 )
@@ -41,6 +41,10 @@ func TestMain(m *testing.M) {
 }
 
 func run(m *testing.M) int {
+	// controller-runtime's global logger (certwatcher logs through it) can be set once
+	// per process; if the first test's logger took it, every later webhook would log
+	// into a finished test. The manager's own lines still go to each test's logger.
+	ctrllog.SetLogger(logr.Discard())
 	assets := os.Getenv("KUBEBUILDER_ASSETS")
 	if assets == "" {
 		fmt.Fprintln(os.Stderr, "KUBEBUILDER_ASSETS is not set: run 'make test-integration'")

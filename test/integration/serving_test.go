@@ -1,8 +1,6 @@
 package integration
 
 import (
-	"github.com/kvinject/kvinject/test/load/fixture"
-
 	"bytes"
 	"context"
 	"crypto/tls"
@@ -25,6 +23,7 @@ import (
 	"github.com/kvinject/kvinject/pkg/contract"
 	"github.com/kvinject/kvinject/pkg/webhook"
 	"github.com/kvinject/kvinject/test/framework"
+	"github.com/kvinject/kvinject/test/load/fixture"
 )
 
 // These tests drive the webhook program's own Run (what the binary runs after its

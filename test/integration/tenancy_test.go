@@ -15,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kvinject/kvinject/internal/testkit"
@@ -178,12 +179,15 @@ func TestTenancyAtAdmission(t *testing.T) {
 		if got := createError(t, cp.Client, p.DeepCopy()); !strings.Contains(got, `may not use vault "shared-kv"`) {
 			t.Fatalf("before the change: %q", got)
 		}
-		var pol v1alpha1.KeyVaultAccessPolicy
-		if err := cp.Client.Get(t.Context(), client.ObjectKey{Name: "team-a"}, &pol); err != nil {
-			t.Fatal(err)
-		}
-		pol.Spec.Vaults = append(pol.Spec.Vaults, "shared-kv")
-		if err := cp.Client.Update(t.Context(), &pol); err != nil {
+		// The status controller writes the policy meanwhile: retry on a conflict.
+		if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			var pol v1alpha1.KeyVaultAccessPolicy
+			if err := cp.Client.Get(t.Context(), client.ObjectKey{Name: "team-a"}, &pol); err != nil {
+				return err
+			}
+			pol.Spec.Vaults = append(pol.Spec.Vaults, "shared-kv")
+			return cp.Client.Update(t.Context(), &pol)
+		}); err != nil {
 			t.Fatal(err)
 		}
 		changed := time.Now()

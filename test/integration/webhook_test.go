@@ -1,10 +1,6 @@
 package integration
 
 import (
-	"github.com/kvinject/kvinject/internal/testkit"
-
-	"github.com/kvinject/kvinject/pkg/contract"
-
 	"context"
 	"encoding/json"
 	"fmt"
@@ -21,9 +17,13 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	crwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/kvinject/kvinject/internal/testkit"
+	"github.com/kvinject/kvinject/pkg/contract"
 )
 
 // tutorialObjects is the objects attribute DESIGN.md's tutorial pod must carry.
@@ -135,11 +135,15 @@ func TestDeploymentReplicasAndRollout(t *testing.T) {
 	}
 
 	// Roll out a new alias list: the new ReplicaSet's pods get the new list.
-	if err := cp.Client.Get(t.Context(), client.ObjectKeyFromObject(d), d); err != nil {
-		t.Fatal(err)
-	}
-	d.Spec.Template.Annotations[contract.AnnotationSecrets] = "DatabaseLogin=login, secret:DatabasePassword=password;mode=0400"
-	if err := cp.Client.Update(t.Context(), d); err != nil {
+	// The deployment controller writes the status meanwhile: retry on a conflict.
+	const newList = "DatabaseLogin=login, secret:DatabasePassword=password;mode=0400"
+	if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if err := cp.Client.Get(t.Context(), client.ObjectKeyFromObject(d), d); err != nil {
+			return err
+		}
+		d.Spec.Template.Annotations[contract.AnnotationSecrets] = newList
+		return cp.Client.Update(t.Context(), d)
+	}); err != nil {
 		t.Fatal(err)
 	}
 	newObjects := `array:
@@ -154,7 +158,7 @@ func TestDeploymentReplicasAndRollout(t *testing.T) {
   objectType: secret
 `
 	pods = waitPods(t, ns, labels, 3, func(p *corev1.Pod) bool {
-		return p.Annotations[contract.AnnotationSecrets] == d.Spec.Template.Annotations[contract.AnnotationSecrets]
+		return p.Annotations[contract.AnnotationSecrets] == newList
 	})
 	for i := range pods {
 		if pods[i].DeletionTimestamp != nil {

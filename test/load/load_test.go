@@ -1,10 +1,6 @@
 package load
 
 import (
-	"github.com/kvinject/kvinject/internal/testcerts"
-
-	"github.com/kvinject/kvinject/test/framework"
-
 	"bytes"
 	"encoding/json"
 	"net/http"
@@ -18,6 +14,8 @@ import (
 	admissionv1 "k8s.io/api/admission/v1"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
+	"github.com/kvinject/kvinject/internal/testcerts"
+	"github.com/kvinject/kvinject/test/framework"
 	"github.com/kvinject/kvinject/test/load/fixture"
 )
 

@@ -1,9 +1,6 @@
 package cluster
 
 import (
-	"github.com/kvinject/kvinject/internal/testcerts"
-	"github.com/kvinject/kvinject/internal/testkit"
-
 	"context"
 	"errors"
 	"fmt"
@@ -19,6 +16,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/kvinject/kvinject/internal/testcerts"
+	"github.com/kvinject/kvinject/internal/testkit"
 	"github.com/kvinject/kvinject/test/e2e/image"
 )
 

@@ -1,8 +1,6 @@
 package cluster
 
 import (
-	"github.com/kvinject/kvinject/internal/testcerts"
-
 	"context"
 	"crypto/x509"
 	"encoding/json"
@@ -19,6 +17,7 @@ import (
 
 	"k8s.io/klog/v2/textlogger"
 
+	"github.com/kvinject/kvinject/internal/testcerts"
 	"github.com/kvinject/kvinject/test/emulator"
 )
 

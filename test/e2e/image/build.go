@@ -1,8 +1,6 @@
 package image
 
 import (
-	"github.com/kvinject/kvinject/internal/testkit"
-
 	"context"
 	"fmt"
 	"os"
@@ -11,6 +9,8 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+
+	"github.com/kvinject/kvinject/internal/testkit"
 )
 
 // Names of the images the end-to-end cluster uses. The registry host "kvinject.local"
