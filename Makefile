@@ -12,7 +12,7 @@ FUZZTIME  ?= 20s
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
 LDFLAGS   := -s -w -X github.com/kvinject/kvinject/internal/version.version=$(VERSION)
 # Packages whose tests need nothing but Go (no API server, no root).
-UNIT_PKGS := ./pkg/... ./internal/... ./cmd/... ./hack/... ./test/emulator/... ./test/cmd/azure-emulator/... ./test/load/fixture/... ./test/e2e/image/...
+UNIT_PKGS := ./pkg/... ./internal/... ./cmd/... ./hack/... ./test/emulator/... ./test/cmd/azure-emulator/... ./test/load/fixture/...
 # Packages the webhook must never link: the Azure SDK is the node plugin's alone.
 AZURE_SDK := github.com/Azure/azure-sdk-for-go|github.com/AzureAD/microsoft-authentication-library-for-go|software.sslmate.com/src/go-pkcs12
 
@@ -23,6 +23,12 @@ help: ## List the targets.
 .PHONY: build
 build: ## Build the programs into bin/, stamped with VERSION.
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/...
+
+REGISTRY  ?= ghcr.io/kvinject
+
+.PHONY: images
+images: ## Build the multi-arch (linux/amd64, linux/arm64) OCI images into dist/images, named REGISTRY/kvinject-*:VERSION.
+	$(GO) run ./hack/images -out dist/images -version $(VERSION) -registry $(REGISTRY)
 
 .PHONY: test
 test: lint test-unit test-integration test-install e2e ## Everything CI runs: lint, unit, integration, install and end-to-end tests.

@@ -8,6 +8,11 @@ import (
 	"os/signal"
 	"syscall"
 
+	// The CA roots for Key Vault and Entra ID, compiled in: the image is an empty base
+	// with no /etc/ssl. Go uses them only when the system has none (SSL_CERT_FILE or
+	// /etc/ssl/certs win), and go.mod pins them, so the image stays reproducible.
+	_ "golang.org/x/crypto/x509roots/fallback"
+
 	"github.com/kvinject/kvinject/internal/program"
 	"github.com/kvinject/kvinject/pkg/csi"
 )

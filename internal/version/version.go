@@ -1,5 +1,5 @@
-// Package version reports the version of kvinject's programs. The Makefile and the
-// Dockerfiles stamp it at link time:
+// Package version reports the version of kvinject's programs. The Makefile and
+// internal/images (make images, make release) stamp it at link time:
 //
 //	go build -ldflags "-X github.com/kvinject/kvinject/internal/version.version=v1.2.3" ./cmd/...
 //

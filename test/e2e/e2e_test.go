@@ -171,7 +171,15 @@ func expandTabs(s string) string {
 // with the local images: the webhook as a Deployment on the pod network behind its
 // Service, the node plugin as a DaemonSet registered with the kubelet.
 func TestInstalled(t *testing.T) {
-	want := map[string]string{"deployment/kvinject-webhook": image.Webhook, "daemonset/kvinject-csi-node": image.CSINode}
+	// The release images, pinned by digest (make images builds them the same way).
+	want := map[string]string{}
+	for obj, ref := range map[string]string{"deployment/kvinject-webhook": image.Webhook, "daemonset/kvinject-csi-node": image.CSINode} {
+		digest, err := c.ImageDigest(ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[obj] = ref + "@" + digest
+	}
 	for obj, img := range want {
 		got := kubectl(t, "get", "-n", "kvinject", obj, "-o", "jsonpath={.spec.template.spec.containers[0].image}")
 		if got != img {

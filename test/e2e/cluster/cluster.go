@@ -454,10 +454,17 @@ func (c *Cluster) startContainerd(ctx context.Context) error {
 	}); err != nil {
 		return err
 	}
-	images, _ := filepath.Glob(filepath.Join(c.opts.Dir, "images", "*.tar"))
-	for _, f := range images {
+	// The programs' release images (images/release) are imported under their
+	// repository with a digest name too (--digests): the chart pins them by digest.
+	images, _ := filepath.Glob(filepath.Join(c.opts.Dir, "images", "*.oci.tar"))
+	release, _ := filepath.Glob(filepath.Join(c.opts.Dir, "images", "release", "*.oci.tar"))
+	for _, f := range append(images, release...) {
+		base := "kvinject.local/e2e"
+		if filepath.Base(filepath.Dir(f)) == "release" {
+			base = strings.TrimSuffix(image.Webhook[:strings.LastIndex(image.Webhook, "/")+1]+filepath.Base(f), ".oci.tar")
+		}
 		out, err := exec.CommandContext(ctx, "ctr", "--address", sock, "-n", "k8s.io", "images", "import",
-			"--base-name", "kvinject.local/e2e", f).CombinedOutput()
+			"--base-name", base, "--digests", f).CombinedOutput()
 		if err != nil {
 			return fmt.Errorf("import %s: %w: %s", f, err, out)
 		}
@@ -471,7 +478,7 @@ func (c *Cluster) startContainerd(ctx context.Context) error {
 			return fmt.Errorf("image %s missing after import; containerd has:\n%s", want, out)
 		}
 	}
-	c.logf("imported %d images into containerd (namespace k8s.io)", len(images))
+	c.logf("imported %d images into containerd (namespace k8s.io)", len(images)+len(release))
 	return nil
 }
 

@@ -113,11 +113,18 @@ func (c *Cluster) startKvinject(ctx context.Context) error {
 // the cluster's kubelet root, the serving certificate from a Secret, and what only a
 // cluster without kube-proxy, DNS or Azure needs (the API server's address, the
 // emulator's proxy and CA).
-func (c *Cluster) ChartValues(ep emulator.Endpoints, caPEM []byte) map[string]any {
-	img := func(ref string) map[string]any {
-		repo, tag, _ := strings.Cut(ref, ":")
-		return map[string]any{"repository": repo, "tag": tag, "pullPolicy": "Never"}
+func (c *Cluster) ChartValues(ep emulator.Endpoints, caPEM []byte) (map[string]any, error) {
+	// The images make images builds, pinned by digest as a release pins them.
+	pinned := map[string]map[string]any{}
+	for _, ref := range []string{image.Webhook, image.CSINode} {
+		i := strings.LastIndex(ref, ":")
+		digest, err := c.ImageDigest(ref)
+		if err != nil {
+			return nil, err
+		}
+		pinned[ref] = map[string]any{"repository": ref[:i], "tag": ref[i+1:], "digest": digest, "pullPolicy": "Never"}
 	}
+	img := func(ref string) map[string]any { return pinned[ref] }
 	apiServer := []any{
 		map[string]any{"name": "KUBERNETES_SERVICE_HOST", "value": NodeIP},
 		map[string]any{"name": "KUBERNETES_SERVICE_PORT", "value": fmt.Sprint(APIServerPort)},
@@ -151,14 +158,28 @@ func (c *Cluster) ChartValues(ep emulator.Endpoints, caPEM []byte) map[string]an
 			"extraVolumes":      []any{map[string]any{"name": "e2e-ca", "hostPath": map[string]any{"path": c.path("pki"), "type": "Directory"}}},
 			"extraVolumeMounts": []any{map[string]any{"name": "e2e-ca", "mountPath": e2eCADir, "readOnly": true}},
 		},
+	}, nil
+}
+
+// ImageDigest is the digest of a program's image (image.Webhook, image.CSINode) as
+// built by the images step: the chart pins it.
+func (c *Cluster) ImageDigest(ref string) (string, error) {
+	d, err := image.Digest(filepath.Join(c.opts.Dir, "images"), ref)
+	if err != nil {
+		return "", fmt.Errorf("image %s: %w (the images step builds it)", ref, err)
 	}
+	return d, nil
 }
 
 // renderChart renders the whole chart with ChartValues into one file.
 func (c *Cluster) renderChart(ep emulator.Endpoints, caPEM []byte) (string, error) {
+	values, err := c.ChartValues(ep, caPEM)
+	if err != nil {
+		return "", err
+	}
 	docs, err := chartrender.Render(chartrender.Options{
 		ChartDir: filepath.Join(c.opts.RepoRoot, chartrender.ChartDir), ReleaseName: Release, Namespace: Namespace,
-		Values: c.ChartValues(ep, caPEM),
+		Values: values,
 	})
 	if err != nil {
 		return "", err
