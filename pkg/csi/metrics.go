@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
@@ -37,6 +38,8 @@ type Metrics struct {
 	kvDuration      *prometheus.HistogramVec
 	kvBackoff       prometheus.Counter
 	policy          *prometheus.CounterVec
+	// failing reports the volumes failing to refresh (set by the node server).
+	failing atomic.Pointer[func() (int, time.Duration)]
 }
 
 // Actions of the policy violation metric.
@@ -81,7 +84,16 @@ func NewMetrics() *Metrics {
 		Name: "kvinject_csi_node_policy_violations_total",
 		Help: "Rules of KeyVaultAccessPolicies that volumes broke, by action (denied: the mount or refresh was refused; audited: allowed, Audit policies report it) and by the policy field that would allow the value.",
 	}, []string{"action", "field"})
+	failingVolumes := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "kvinject_csi_node_volumes_refresh_failing",
+		Help: "Volumes whose refreshes have failed since their last successful one (they keep their previous files).",
+	}, func() float64 { n, _ := m.refreshFailures(); return float64(n) })
+	failingLongest := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "kvinject_csi_node_refresh_failing_seconds",
+		Help: "The longest time a volume on this node has been failing to refresh (0 when none is).",
+	}, func() float64 { _, d := m.refreshFailures(); return d.Seconds() })
 	m.Registry.MustRegister(m.publishes, m.publishDuration, m.unpublishes, m.kvRequests, m.kvDuration, m.kvBackoff, m.policy,
+		failingVolumes, failingLongest,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -92,6 +104,21 @@ func (m *Metrics) observePublish(outcome string, d time.Duration) {
 	}
 	m.publishes.WithLabelValues(outcome).Inc()
 	m.publishDuration.WithLabelValues(outcome).Observe(d.Seconds())
+}
+
+// watchRefreshes makes the refresh-failure gauges read failing (the node server's
+// schedule).
+func (m *Metrics) watchRefreshes(failing func() (int, time.Duration)) {
+	if m != nil {
+		m.failing.Store(&failing)
+	}
+}
+
+func (m *Metrics) refreshFailures() (int, time.Duration) {
+	if f := m.failing.Load(); f != nil {
+		return (*f)()
+	}
+	return 0, 0
 }
 
 // observePolicy counts every rule a refusal or audit report names.

@@ -81,7 +81,9 @@ func NewNodeServer(opts NodeOptions) (*NodeServer, error) {
 	if opts.RotationPollInterval <= 0 {
 		opts.RotationPollInterval = DefaultRotationPollInterval
 	}
-	return &NodeServer{opts: opts, schedule: newSchedule(opts.RotationPollInterval, opts.Now)}, nil
+	s := &NodeServer{opts: opts, schedule: newSchedule(opts.RotationPollInterval, opts.Now)}
+	opts.Metrics.watchRefreshes(s.schedule.failing)
+	return s, nil
 }
 
 // NodeGetInfo returns the node ID; the plugin sets no volume limit and no topology.

@@ -65,6 +65,22 @@ func (f *nodeFixture) publishCount(outcome string) int {
 	return int(testutil.ToFloat64(f.metrics.publishes.WithLabelValues(outcome)))
 }
 
+// refreshFailing is what /metrics says of the volumes failing to refresh.
+func (f *nodeFixture) refreshFailing(t *testing.T) string {
+	t.Helper()
+	families, err := f.metrics.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, mf := range families {
+		if n := mf.GetName(); n == "kvinject_csi_node_volumes_refresh_failing" || n == "kvinject_csi_node_refresh_failing_seconds" {
+			got = append(got, fmt.Sprintf("%s=%g", n, mf.GetMetric()[0].GetGauge().GetValue()))
+		}
+	}
+	return strings.Join(got, " ")
+}
+
 func TestNodePublishValidation(t *testing.T) {
 	t.Parallel()
 	f := newNodeFixture(t, valuesFetcher(map[string]string{"DatabaseLogin": "MyDBLoginName", "DatabasePassword": "MyP@ssword123456"}))
@@ -196,6 +212,7 @@ func TestNodePublishRepublishUnpublish(t *testing.T) {
 
 	// Republish, Key Vault fails: the old set stays, success, metric and event.
 	fetch.mu.Lock()
+	answering := fetch.fn
 	fetch.fn = func(p Parameters, _ identity.Request) ([]keyvault.File, error) {
 		return nil, &keyvault.ObjectError{Vault: p.Vault, Object: "DatabasePassword", Type: contract.TypeSecret, Status: 403, Code: "ForbiddenByPolicy", Class: keyvault.ErrForbidden, Identity: "pod identity of pod default/nginx-secrets-store"}
 	}
@@ -214,6 +231,20 @@ func TestNodePublishRepublishUnpublish(t *testing.T) {
 	if ev.pod != "default/nginx-secrets-store" || ev.reason != ReasonRefreshFailed || ev.message != wantMsg {
 		t.Fatalf("event %+v,\nwant message %q", ev, wantMsg)
 	}
+	// The refresh keeps failing: the gauges count the volume and how long it has failed.
+	const failing0 = "kvinject_csi_node_refresh_failing_seconds=0 kvinject_csi_node_volumes_refresh_failing=1"
+	if got := f.refreshFailing(t); got != failing0 {
+		t.Fatalf("after one failed refresh: %s, want %s", got, failing0)
+	}
+	f.advance()
+	if _, err := f.node.NodePublishVolume(ctx, req); err != nil {
+		t.Fatalf("second failed refresh: %v", err)
+	}
+	const failing120 = "kvinject_csi_node_refresh_failing_seconds=120 kvinject_csi_node_volumes_refresh_failing=1"
+	if got := f.refreshFailing(t); got != failing120 {
+		t.Fatalf("two minutes into failing: %s, want %s", got, failing120)
+	}
+	f.events.events = nil
 
 	// A failed refresh that asks for a file the old set lacks is an error.
 	req2 := proto.Clone(req).(*csi.NodePublishVolumeRequest)
@@ -227,7 +258,19 @@ func TestNodePublishRepublishUnpublish(t *testing.T) {
 		t.Fatalf("after incomplete refresh %v, want %v", got, want)
 	}
 
-	for outcome, n := range map[string]int{OutcomePublished: 1, OutcomeNotDue: 1, OutcomeUnchanged: 1, OutcomeRefreshed: 1, OutcomeRefreshFailed: 1, OutcomeFailed: 1} {
+	// Key Vault answers again: the refresh succeeds and the gauges return to 0.
+	fetch.mu.Lock()
+	fetch.fn = answering
+	fetch.mu.Unlock()
+	if _, err := f.node.NodePublishVolume(ctx, req); err != nil {
+		t.Fatalf("recovered refresh: %v", err)
+	}
+	const recovered = "kvinject_csi_node_refresh_failing_seconds=0 kvinject_csi_node_volumes_refresh_failing=0"
+	if got := f.refreshFailing(t); got != recovered {
+		t.Fatalf("after a successful refresh: %s, want %s", got, recovered)
+	}
+
+	for outcome, n := range map[string]int{OutcomePublished: 1, OutcomeNotDue: 1, OutcomeUnchanged: 2, OutcomeRefreshed: 1, OutcomeRefreshFailed: 2, OutcomeFailed: 1} {
 		if got := f.publishCount(outcome); got != n {
 			t.Errorf("publishes{outcome=%s} = %d, want %d", outcome, got, n)
 		}

@@ -293,6 +293,7 @@ func (p *publish) keepOld(ctx context.Context, err error) (*csi.NodePublishVolum
 		return p.fail(ctx, err)
 	}
 	p.outcome = OutcomeRefreshFailed
+	p.s.schedule.failed(p.target)
 	msg := p.red.scrub(err.Error())
 	p.log.Error(errors.New(msg), "Refresh failed; the volume keeps its previous files", "targetPath", p.target)
 	if p.s.opts.Events != nil {

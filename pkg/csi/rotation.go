@@ -34,6 +34,9 @@ type volumeState struct {
 	next time.Time
 	// versions are the object versions the files hold, by file name.
 	versions map[string]string
+	// failingSince is when the first refresh failed since the last that succeeded
+	// (zero while refreshes succeed).
+	failingSince time.Time
 }
 
 func newSchedule(interval time.Duration, now func() time.Time) *schedule {
@@ -64,6 +67,34 @@ func (s *schedule) refreshed(target, params string, versions map[string]string) 
 	prev := s.volumes[target].versions
 	s.volumes[target] = volumeState{params: params, next: s.now().Add(s.interval + jitter), versions: versions}
 	return prev
+}
+
+// failed records a refresh that failed (the volume keeps its files). The volume stays
+// due, so the next republish tries again.
+func (s *schedule) failed(target string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v := s.volumes[target]
+	if v.failingSince.IsZero() {
+		v.failingSince = s.now()
+	}
+	s.volumes[target] = v
+}
+
+// failing returns how many volumes' refreshes have failed since their last success,
+// and the longest time one of them has been failing.
+func (s *schedule) failing() (n int, longest time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now()
+	for _, v := range s.volumes {
+		if v.failingSince.IsZero() {
+			continue
+		}
+		n++
+		longest = max(longest, now.Sub(v.failingSince))
+	}
+	return n, longest
 }
 
 // forget drops an unpublished volume.
