@@ -18,6 +18,7 @@ import (
 	"github.com/kvinject/kvinject/internal/testkit"
 	"github.com/kvinject/kvinject/pkg/contract"
 	"github.com/kvinject/kvinject/test/emulator"
+	"github.com/kvinject/kvinject/test/framework"
 )
 
 // lockedBuffer collects a process's output from two pipes.
@@ -181,6 +182,18 @@ func TestBinaryEndToEnd(t *testing.T) {
 			if !strings.Contains(string(metricsText), want) {
 				t.Errorf("metrics lack %s", want)
 			}
+		}
+		// Every plugin series the chart's alerts and dashboard use is in the real output.
+		used, err := framework.ChartMetrics()
+		if err != nil {
+			t.Fatal(err)
+		}
+		missing, err := framework.MissingMetrics(metricsText, used, "kvinject_csi_", "kvinject_keyvault_", "process_")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(missing) > 0 {
+			t.Errorf("the plugin's /metrics lacks:\n%s", strings.Join(missing, "\n"))
 		}
 	})
 	phase("nothing sensitive in logs, errors or metrics", func(t *testing.T) {

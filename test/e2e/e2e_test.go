@@ -287,6 +287,64 @@ func TestWorkloadIdentityDeployment(t *testing.T) {
 	}
 }
 
+// TestWorkloadIdentityOnPodNetwork: with podIdentity.enabled=false the node plugin
+// runs without host networking, and workload identity still mounts.
+func TestWorkloadIdentityOnPodNetwork(t *testing.T) {
+	rollout := func(ctx context.Context) error {
+		out, err := c.Kubectl(ctx, "rollout", "status", "-n", "kvinject", "daemonset/kvinject-csi-node", "--timeout=120s")
+		if err != nil {
+			return fmt.Errorf("%w: %s", err, out)
+		}
+		return nil
+	}
+	if err := c.ReapplyChart(t.Context(), map[string]any{"podIdentity": map[string]any{"enabled": false}}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx := context.Background()
+		if err := c.ReapplyChart(ctx, nil); err != nil {
+			t.Errorf("restore the chart: %v", err)
+		}
+		if err := rollout(ctx); err != nil {
+			t.Errorf("restore the chart: %v", err)
+		}
+	})
+	if err := rollout(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	pods, err := c.Client.CoreV1().Pods("kvinject").List(t.Context(), metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=csi-node"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range pods.Items {
+		if p.DeletionTimestamp == nil && (p.Spec.HostNetwork || p.Status.PodIP == cluster.NodeIP) {
+			t.Fatalf("node plugin pod %s is on the host network (pod IP %s)", p.Name, p.Status.PodIP)
+		}
+	}
+	// New pods of the workload-identity Deployment mount through the plugin on the
+	// pod network.
+	apply(t, "workload-deployment.yaml")
+	kubectl(t, "rollout", "restart", "deployment/workload-identity-app")
+	if out, err := c.Kubectl(t.Context(), "rollout", "status", "deployment/workload-identity-app", "--timeout=180s"); err != nil {
+		d, _ := c.Kubectl(context.Background(), "describe", "pods", "-l", "app=workload-identity-app")
+		t.Fatalf("%v\n%s\n%s", err, out, d)
+	}
+	apps, err := c.Client.CoreV1().Pods("default").List(t.Context(), metav1.ListOptions{LabelSelector: "app=workload-identity-app"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checked := 0
+	for _, p := range apps.Items {
+		if p.DeletionTimestamp == nil && p.Status.Phase == corev1.PodRunning {
+			checkTutorial(t, "default", p.Name)
+			checked++
+		}
+	}
+	if checked == 0 {
+		t.Fatal("no running workload-identity pod to check")
+	}
+}
+
 // TestAccessDenied: an identity without get on secrets; the pod stays in
 // ContainerCreating and its events name the vault, the object and the permission.
 func TestAccessDenied(t *testing.T) {

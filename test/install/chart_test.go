@@ -169,6 +169,14 @@ func TestDefaults(t *testing.T) {
 	if !ds.Spec.Template.Spec.HostNetwork {
 		t.Errorf("node plugin is not on the host network: it cannot reach NMI at 127.0.0.1:2579")
 	}
+	daemonSetAvoidsVirtualKubelet(t, ds)
+	if dep.Spec.Template.Spec.PriorityClassName != "system-cluster-critical" || ds.Spec.Template.Spec.PriorityClassName != "system-node-critical" {
+		t.Errorf("priority classes: webhook %q, node plugin %q", dep.Spec.Template.Spec.PriorityClassName, ds.Spec.Template.Spec.PriorityClassName)
+	}
+	if len(o.services) != 3 || len(o.serviceMonitors) != 0 || len(o.prometheusRules) != 0 {
+		t.Errorf("%d Services, %d ServiceMonitors, %d PrometheusRules by default; want the webhook's and two metrics Services only", len(o.services), len(o.serviceMonitors), len(o.prometheusRules))
+	}
+	checkMonitoring(t, o, wcfg, ccfg)
 	if len(o.crds) != 2 {
 		t.Errorf("%d CRDs rendered without a cluster, want the SecretProviderClass and KeyVaultAccessPolicy CRDs", len(o.crds))
 	}
@@ -260,6 +268,21 @@ func TestCustomValues(t *testing.T) {
 	if ds.Spec.Template.Spec.ImagePullSecrets[0].Name != "acr-pull" || dep.Spec.Template.Spec.ImagePullSecrets[0].Name != "acr-pull" {
 		t.Errorf("imagePullSecrets not applied")
 	}
+	if ds.Spec.Template.Spec.HostNetwork || ds.Spec.Template.Spec.DNSPolicy != "" {
+		t.Errorf("podIdentity.enabled=false: the node plugin is still on the host network")
+	}
+	if psc := dep.Spec.Template.Spec.SecurityContext; psc == nil || psc.RunAsUser == nil || *psc.RunAsUser != 10001 {
+		t.Errorf("webhook.podSecurityContext not applied: %+v", psc)
+	}
+	if sc := ds.Spec.Template.Spec.Containers[0].SecurityContext; sc == nil || sc.SeccompProfile == nil || sc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
+		t.Errorf("csi.securityContext not applied: %+v", sc)
+	}
+	if ds.Spec.Template.Spec.Affinity != nil {
+		t.Errorf("csi.affinity {} still renders an affinity: %+v", ds.Spec.Template.Spec.Affinity)
+	}
+	if len(o.services) != 1 {
+		t.Errorf("metrics.service.enabled=false: %d Services, want the webhook's only", len(o.services))
+	}
 }
 
 // TestUserSuppliedCertificate renders the alternative to cert-manager: a Secret the
@@ -320,6 +343,7 @@ func TestValuesRejected(t *testing.T) {
 		{"secret without name", "webhook: {certificate: {source: secret, caBundle: QQ==}}", "secretName"},
 		{"secret without CA", "webhook: {certificate: {source: secret, secretName: x}}", "caBundle"},
 		{"fsGroupPolicy", "csi: {fsGroupPolicy: Always}", "fsGroupPolicy"},
+		{"ServiceMonitor without metrics Services", "metrics: {service: {enabled: false}, serviceMonitor: {enabled: true}}", "metrics.serviceMonitor.enabled needs metrics.service.enabled"},
 		{"digest", "csi: {image: {digest: latest}}", "digest"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

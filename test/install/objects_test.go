@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	admissionv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -49,6 +50,8 @@ type objects struct {
 	crds                []*apiextensionsv1.CustomResourceDefinition
 	issuers             []*cmapi.Issuer
 	certificates        []*cmapi.Certificate
+	serviceMonitors     []*monitoringv1.ServiceMonitor
+	prometheusRules     []*monitoringv1.PrometheusRule
 }
 
 // decode strictly decodes every document into its typed Go API: an unknown kind, an
@@ -91,6 +94,10 @@ func decode(t *testing.T, docs []chartrender.Document) *objects {
 			obj = into(t, d, &o.issuers)
 		case "cert-manager.io/v1/Certificate":
 			obj = into(t, d, &o.certificates)
+		case "monitoring.coreos.com/v1/ServiceMonitor":
+			obj = into(t, d, &o.serviceMonitors)
+		case "monitoring.coreos.com/v1/PrometheusRule":
+			obj = into(t, d, &o.prometheusRules)
 		default:
 			t.Fatalf("%s: %s %s is not a kind this test knows: add it to decode", d.Source, head.APIVersion, head.Kind)
 		}
@@ -256,7 +263,7 @@ func checkRelations(t *testing.T, o *objects, namespace string) (*webhook.Option
 
 	// The Service sends 443 to the container port the webhook listens on, and selects
 	// the Deployment's pods.
-	svc := one(t, "Services", o.services)
+	svc := named(t, "Services", dep.Name, o.services)
 	if len(svc.Spec.Ports) != 1 {
 		t.Fatalf("Service has %d ports, want 1", len(svc.Spec.Ports))
 	}

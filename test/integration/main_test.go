@@ -145,9 +145,8 @@ func startWebhook(t *testing.T) *runningWebhook {
 	return w
 }
 
-// metric returns the value of the sample of name whose labels contain every label
-// given as `key="value"`, summed over matching samples; 0 when absent.
-func (w *runningWebhook) metric(t *testing.T, name string, labels ...string) float64 {
+// scrape returns the webhook's /metrics.
+func (w *runningWebhook) scrape(t *testing.T) []byte {
 	t.Helper()
 	resp, err := http.Get(w.metricsURL)
 	if err != nil {
@@ -158,9 +157,16 @@ func (w *runningWebhook) metric(t *testing.T, name string, labels ...string) flo
 	if err != nil {
 		t.Fatal(err)
 	}
+	return body
+}
+
+// metric returns the value of the sample of name whose labels contain every label
+// given as `key="value"`, summed over matching samples; 0 when absent.
+func (w *runningWebhook) metric(t *testing.T, name string, labels ...string) float64 {
+	t.Helper()
 	var sum float64
 lines:
-	for _, line := range strings.Split(string(body), "\n") {
+	for _, line := range strings.Split(string(w.scrape(t)), "\n") {
 		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") {
 			continue
 		}

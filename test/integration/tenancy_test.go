@@ -204,6 +204,21 @@ func TestTenancyAtAdmission(t *testing.T) {
 			waitCondition(t, name, metav1.ConditionTrue, "The policy is valid and in force.")
 		}
 	})
+	t.Run("the chart's alerts and dashboard query only metrics the webhook serves", func(t *testing.T) {
+		// After injected, unchanged and denied reviews and policy denials, every
+		// kvinject_webhook_* series the rules and panels use is in the real /metrics.
+		used, err := framework.ChartMetrics()
+		if err != nil {
+			t.Fatal(err)
+		}
+		missing, err := framework.MissingMetrics(w.scrape(t), used, "kvinject_webhook_")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(missing) > 0 {
+			t.Errorf("the webhook's /metrics lacks:\n%s", strings.Join(missing, "\n"))
+		}
+	})
 }
 
 // waitCondition waits for the policy's Valid condition, for its current generation.

@@ -95,7 +95,7 @@ func (c *Cluster) startKvinject(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	file, err := c.renderChart(ep, caPEM)
+	file, err := c.renderChart(ep, caPEM, nil)
 	if err != nil {
 		return err
 	}
@@ -171,11 +171,37 @@ func (c *Cluster) ImageDigest(ref string) (string, error) {
 	return d, nil
 }
 
-// renderChart renders the whole chart with ChartValues into one file.
-func (c *Cluster) renderChart(ep emulator.Endpoints, caPEM []byte) (string, error) {
+// ReapplyChart renders the chart with ChartValues, its top-level keys replaced by
+// overrides (nil: as installed), and applies it as the install did. It does not wait
+// for the rollout.
+func (c *Cluster) ReapplyChart(ctx context.Context, overrides map[string]any) error {
+	ep, err := emulator.LoadEndpoints(filepath.Join(c.path("emulator"), emulator.EndpointsFileName))
+	if err != nil {
+		return err
+	}
+	caPEM, err := os.ReadFile(c.path("pki", "ca.crt"))
+	if err != nil {
+		return err
+	}
+	file, err := c.renderChart(ep, caPEM, overrides)
+	if err != nil {
+		return err
+	}
+	if o, err := c.Kubectl(ctx, "apply", "--server-side", "-f", file); err != nil {
+		return fmt.Errorf("apply the chart: %w: %s", err, o)
+	}
+	return nil
+}
+
+// renderChart renders the whole chart with ChartValues (top-level keys replaced by
+// overrides) into one file.
+func (c *Cluster) renderChart(ep emulator.Endpoints, caPEM []byte, overrides map[string]any) (string, error) {
 	values, err := c.ChartValues(ep, caPEM)
 	if err != nil {
 		return "", err
+	}
+	for k, v := range overrides {
+		values[k] = v
 	}
 	docs, err := chartrender.Render(chartrender.Options{
 		ChartDir: filepath.Join(c.opts.RepoRoot, chartrender.ChartDir), ReleaseName: Release, Namespace: Namespace,
