@@ -12,7 +12,7 @@ FUZZTIME  ?= 20s
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
 LDFLAGS   := -s -w -X github.com/kvinject/kvinject/internal/version.version=$(VERSION)
 # Packages whose tests need nothing but Go (no API server, no root).
-UNIT_PKGS := ./pkg/... ./internal/... ./cmd/... ./hack/... ./test/emulator/... ./test/cmd/azure-emulator/... ./test/load/fixture/...
+UNIT_PKGS := ./pkg/... ./internal/... ./cmd/... ./hack/... ./test/emulator/... ./test/cmd/azure-emulator/... ./test/load/fixture/... ./test/docs/...
 # Packages the webhook must never link: the Azure SDK is the node plugin's alone.
 AZURE_SDK := github.com/Azure/azure-sdk-for-go|github.com/AzureAD/microsoft-authentication-library-for-go|software.sslmate.com/src/go-pkcs12
 

@@ -58,7 +58,7 @@ func ValidateClientID(s string) error {
 // LabelPodIdentity label.
 func ValidateSelector(s string) error {
 	if s == "" {
-		return fmt.Errorf("the selector is empty")
+		return fmt.Errorf("the selector is empty: write the AzureIdentityBinding's selector, or remove the annotation to use the namespace's or the cluster's identity")
 	}
 	if len(s) > 63 {
 		return fmt.Errorf("%q is not a selector: it becomes the %s label, whose value is at most 63 characters", truncate(s, 64), LabelPodIdentity)

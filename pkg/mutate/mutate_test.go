@@ -383,6 +383,11 @@ func TestMutate(t *testing.T) {
 			wantDeny: `kvinject.io/identity: the pod sets both kvinject.io/identity (AAD Pod Identity) and kvinject.io/client-id (workload identity); keep the one the pod uses`,
 		},
 		{
+			name:     "an empty identity annotation",
+			pod:      pod(with(tutorialAnnotations(), contract.AnnotationIdentity, ""), "app"),
+			wantDeny: `kvinject.io/identity: the selector is empty: write the AzureIdentityBinding's selector, or remove the annotation to use the namespace's or the cluster's identity`,
+		},
+		{
 			name:     "client-id that is not a GUID",
 			pod:      pod(with(tutorialAnnotations(), contract.AnnotationIdentity, "-", contract.AnnotationClientID, "my-app"), "app"),
 			wantDeny: `kvinject.io/client-id: "my-app" is not a client ID: use the identity's application (client) ID, a GUID like 00000000-0000-0000-0000-000000000000`,

@@ -148,7 +148,7 @@ func (m *Mutator) resolveIdentity(ctx context.Context, pod *corev1.Pod, namespac
 		s.selector = m.config.Identity
 		s.warnings = append(s.warnings, fmt.Sprintf("%s: using %q from the cluster configuration", contract.AnnotationIdentity, s.selector))
 	}
-	if s.selector != "" {
+	if s.selector != "" || hasSelector {
 		if err := contract.ValidateSelector(s.selector); err != nil {
 			return deny(contract.AnnotationIdentity, "%v", err)
 		}
