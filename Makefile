@@ -30,6 +30,11 @@ REGISTRY  ?= ghcr.io/kvinject
 images: ## Build the multi-arch (linux/amd64, linux/arm64) OCI images into dist/images, named REGISTRY/kvinject-*:VERSION.
 	$(GO) run ./hack/images -out dist/images -version $(VERSION) -registry $(REGISTRY)
 
+.PHONY: release
+release: ## Write a release into dist/: images with digests, the chart .tgz pinned to them, deploy/, SBOMs, SHA256SUMS (VERSION=vX.Y.Z required).
+	@if [[ ! "$(VERSION)" =~ ^v[0-9]+\.[0-9]+\.[0-9]+ ]]; then echo "make release needs VERSION=vX.Y.Z (got '$(VERSION)')"; exit 1; fi
+	$(GO) run ./hack/release -out dist -version $(VERSION) -registry $(REGISTRY)
+
 .PHONY: test
 test: lint test-unit test-integration test-install e2e ## Everything CI runs: lint, unit, integration, install and end-to-end tests.
 

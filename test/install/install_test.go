@@ -2,8 +2,10 @@ package install
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -51,6 +53,8 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/kvinject/kvinject/internal/chartrender"
+	"github.com/kvinject/kvinject/internal/images"
+	kvrelease "github.com/kvinject/kvinject/internal/release"
 	"github.com/kvinject/kvinject/internal/testkit"
 	"github.com/kvinject/kvinject/pkg/apis/kvinject/v1alpha1"
 	"github.com/kvinject/kvinject/pkg/contract"
@@ -124,9 +128,15 @@ func TestInstall(t *testing.T) {
 	}
 	shippedAreValid(t, c)
 	helm := helmConfig(t, cp.Kubeconfig)
-	ch, err := loader.Load(chartDir(t))
+	// The chart as a release ships it: packaged by make release's code, version set,
+	// images pinned (to placeholders: no kubelet runs them here; the e2e runs the
+	// release chart with the real images).
+	ch, err := loader.Load(packagedChart(t))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if ch.Metadata.Version != "0.0.0-install" {
+		t.Fatalf("installing chart version %s, want the packaged 0.0.0-install", ch.Metadata.Version)
 	}
 
 	// Each phase needs the ones before it: the first that fails ends the test.
@@ -151,6 +161,15 @@ func TestInstall(t *testing.T) {
 			}
 			if rel1.Info.Status != release.StatusDeployed {
 				t.Fatalf("release status %s", rel1.Info.Status)
+			}
+			// The installed workloads run the images the package pinned.
+			var dep appsv1.Deployment
+			if err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: "kvinject-webhook"}, &dep); err != nil {
+				t.Fatal(err)
+			}
+			sum := sha256.Sum256([]byte("kvinject-webhook"))
+			if want := "kvinject.local/kvinject-webhook:v0.0.0-install@sha256:" + hex.EncodeToString(sum[:]); dep.Spec.Template.Spec.Containers[0].Image != want {
+				t.Errorf("webhook image %s, want the pinned %s", dep.Spec.Template.Spec.Containers[0].Image, want)
 			}
 			t.Logf("helm install: %v", since(installStart))
 		}},
@@ -349,6 +368,22 @@ func foreignCRD(t *testing.T, c client.Client, helm *action.Configuration, ch *c
 			t.Errorf("the chart renders the SecretProviderClass CRD although the cluster has another owner's")
 		}
 	}
+}
+
+// packagedChart packages the chart as make release does (internal/release), with
+// version v0.0.0-install and placeholder image digests, and returns the .tgz.
+func packagedChart(t *testing.T) string {
+	t.Helper()
+	pins := map[string]kvrelease.Image{}
+	for _, p := range images.Programs {
+		sum := sha256.Sum256([]byte(p.Name))
+		pins[p.Name] = kvrelease.Image{Repository: "kvinject.local/" + p.Name, Tag: "v0.0.0-install", Digest: "sha256:" + hex.EncodeToString(sum[:])}
+	}
+	tgz, err := kvrelease.PackageChart(chartDir(t), t.TempDir(), "v0.0.0-install", pins)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tgz
 }
 
 // rel0Manifest renders the chart with a server-side dry-run install (lookup sees the

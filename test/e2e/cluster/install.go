@@ -44,7 +44,8 @@ const e2eCADir = "/etc/kvinject-e2e"
 
 // startKvinject starts the Azure emulator (a host process: it stands in for Azure, and
 // signs its HTTPS certificate with the cluster's CA) and installs kvinject the way a
-// user does: everything from the chart (charts/kvinject rendered as helm template
+// user does: everything from the release chart (charts/kvinject packaged as make
+// release packages it, pinned to the images by digest, rendered as helm template
 // renders it), with values for this cluster only. Nothing is written by hand or
 // patched: the webhook runs on the pod network behind its Service, the node plugin as
 // the chart's DaemonSet, and both reach the API server at the node's address; the
@@ -102,7 +103,7 @@ func (c *Cluster) startKvinject(ctx context.Context) error {
 	if o, err := c.Kubectl(ctx, "apply", "--server-side", "-f", file); err != nil {
 		return fmt.Errorf("apply the chart: %w: %s", err, o)
 	}
-	c.logf("kvinject: chart charts/kvinject applied (%s)", file)
+	c.logf("kvinject: release chart %s applied (%s)", filepath.Base(image.Chart(filepath.Join(c.opts.Dir, "images"))), file)
 	if err := c.waitForCluster(ctx, "webhook", 90*time.Second, "app.kubernetes.io/component=webhook", c.webhookAnswers); err != nil {
 		return err
 	}
@@ -114,17 +115,9 @@ func (c *Cluster) startKvinject(ctx context.Context) error {
 // cluster without kube-proxy, DNS or Azure needs (the API server's address, the
 // emulator's proxy and CA).
 func (c *Cluster) ChartValues(ep emulator.Endpoints, caPEM []byte) (map[string]any, error) {
-	// The images make images builds, pinned by digest as a release pins them.
-	pinned := map[string]map[string]any{}
-	for _, ref := range []string{image.Webhook, image.CSINode} {
-		i := strings.LastIndex(ref, ":")
-		digest, err := c.ImageDigest(ref)
-		if err != nil {
-			return nil, err
-		}
-		pinned[ref] = map[string]any{"repository": ref[:i], "tag": ref[i+1:], "digest": digest, "pullPolicy": "Never"}
-	}
-	img := func(ref string) map[string]any { return pinned[ref] }
+	// The release chart pins the images make images builds, by digest; here they are
+	// imported, never pulled.
+	img := func(string) map[string]any { return map[string]any{"pullPolicy": "Never"} }
 	apiServer := []any{
 		map[string]any{"name": "KUBERNETES_SERVICE_HOST", "value": NodeIP},
 		map[string]any{"name": "KUBERNETES_SERVICE_PORT", "value": fmt.Sprint(APIServerPort)},
@@ -204,7 +197,7 @@ func (c *Cluster) renderChart(ep emulator.Endpoints, caPEM []byte, overrides map
 		values[k] = v
 	}
 	docs, err := chartrender.Render(chartrender.Options{
-		ChartDir: filepath.Join(c.opts.RepoRoot, chartrender.ChartDir), ReleaseName: Release, Namespace: Namespace,
+		ChartDir: image.Chart(filepath.Join(c.opts.Dir, "images")), ReleaseName: Release, Namespace: Namespace,
 		Values: values,
 	})
 	if err != nil {

@@ -14,7 +14,9 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 
+	"github.com/kvinject/kvinject/internal/chartrender"
 	"github.com/kvinject/kvinject/internal/images"
+	"github.com/kvinject/kvinject/internal/release"
 	"github.com/kvinject/kvinject/internal/testkit"
 )
 
@@ -71,8 +73,15 @@ func BuildAll(ctx context.Context, o BuildOptions) ([]Built, error) {
 		return nil, err
 	}
 	var built []Built
+	pins := map[string]release.Image{}
 	for _, p := range programs {
 		built = append(built, Built{Name: p.Ref, File: p.Archive, Digest: p.Digest.String()})
+		pins[p.Program.Name] = release.Image{Repository: p.Repository(), Tag: Version, Digest: p.Digest.String()}
+	}
+	// The chart as make release packages it, pinned to these images: the cluster
+	// installs this .tgz.
+	if _, err := release.PackageChart(filepath.Join(o.RepoRoot, chartrender.ChartDir), filepath.Join(o.OutDir, "release"), Version, pins); err != nil {
+		return nil, err
 	}
 	binDir := filepath.Join(o.OutDir, "bin")
 	if err := os.MkdirAll(binDir, 0o755); err != nil {
@@ -115,6 +124,11 @@ func BuildAll(ctx context.Context, o BuildOptions) ([]Built, error) {
 	}
 	logf("image archives written: %d in %s", len(built), o.OutDir)
 	return built, nil
+}
+
+// Chart is the release chart BuildAll packaged into dir (BuildOptions.OutDir).
+func Chart(dir string) string {
+	return filepath.Join(dir, "release", "kvinject-"+strings.TrimPrefix(Version, "v")+".tgz")
 }
 
 // Digest returns the digest of the image index the OCI archive's layout dir holds:
