@@ -55,7 +55,7 @@ func SBOM(b images.Built, created time.Time) ([]byte, error) {
 		}}},
 		Component: &cdx.Component{
 			BOMRef: purl, Type: cdx.ComponentTypeContainer, Name: b.Program.Name, Version: tag, PackageURL: purl,
-			Hashes: &[]cdx.Hash{{Algorithm: cdx.HashAlgoSHA256, Value: strings.TrimPrefix(digest, "sha256:")}},
+			Hashes:     &[]cdx.Hash{{Algorithm: cdx.HashAlgoSHA256, Value: strings.TrimPrefix(digest, "sha256:")}},
 			Properties: &[]cdx.Property{{Name: "platforms", Value: strings.Join(platforms, ",")}},
 		},
 	}
