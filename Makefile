@@ -103,6 +103,14 @@ bench: tools ## Webhook handler benchmark and HTTPS load run; the node plugin's 
 	$(GO) test ./test/csi -run '^$$' -bench 'BenchmarkRotationRound' -benchtime 10x
 	KUBEBUILDER_ASSETS="$$(test/tools/build.sh)" $(GO) test ./test/csi -run '^$$' -bench 'BenchmarkResidentMemory100Volumes' -benchtime 1x -count 3
 
+.PHONY: charts
+charts: tools ## Run the benchmarks the docs chart and redraw docs/img/*.svg from their output (gonum/plot; needs root).
+	mkdir -p $(CACHE)/bench
+	$(GO) test ./test/csi -run '^$$' -bench '^BenchmarkPublishByObjects$$' -benchtime 5x | tee $(CACHE)/bench/publish.txt
+	$(GO) test ./test/csi -run '^$$' -bench '^BenchmarkRotationRound$$/http1' -benchtime 10x | tee $(CACHE)/bench/rotation.txt
+	KUBEBUILDER_ASSETS="$$(test/tools/build.sh)" $(GO) run ./test/cmd/webhook-load -duration 5s | tee $(CACHE)/bench/load.txt
+	$(GO) run ./hack/benchcharts -publish $(CACHE)/bench/publish.txt -rotation $(CACHE)/bench/rotation.txt -load $(CACHE)/bench/load.txt -out docs/img
+
 .PHONY: soak
 soak: e2e-deps tools ## The node plugin's soak (5 min, faults, 100 volumes; KVINJECT_SOAK_DURATION) and 50 replicas on the real node (needs root; not part of make test).
 	$(GO) test -count=1 -timeout 30m ./test/csi -run '^$$' -bench '^BenchmarkSoak$$' -benchtime 1x -v

@@ -24,8 +24,8 @@ import (
 // 25,000-byte secret under 10,000 aliases: the attack that OOM-killed the plugin) is
 // refused with InvalidArgument before any token or Key Vault request, 300 times over,
 // and the csi-node binary's memory does not grow with it: decoding the first
-// half-megabyte requests takes the Go heap's headroom once (about 10 MiB, logged), and
-// the next 250 add nothing.
+// half-megabyte requests takes the Go heap's headroom once (about 6 MiB, logged), and
+// the next 250 keep nothing (RSS moves by under 4 MiB).
 func TestHandWrittenVolumeTooLarge(t *testing.T) {
 	testkit.RequireRoot(t)
 	w := startWorld(t)
@@ -66,8 +66,11 @@ func TestHandWrittenVolumeTooLarge(t *testing.T) {
 		t.Fatalf("the refusal cost %d Key Vault and %d NMI requests", reads+challenges, w.emu.NMIRequests("default", podName))
 	}
 	t.Logf("VmRSS %.1f MiB before, %.1f MiB after 50 volumes of 10,000 objects, %.1f MiB after 300", before, warm, after)
-	if after-warm > 0.5 {
-		t.Fatalf("VmRSS grew by %.1f MiB over the last 250 refusals", after-warm)
+	// A refusal that kept its request (about 600 KB decoded) would add 150 MiB over
+	// 250 refusals, and one that kept 16 KB 4 MiB. Below that is the heap's own
+	// breathing between collections (0.5 MiB flaked at 1.0 MiB on a busy CI machine).
+	if after-warm > 4 {
+		t.Fatalf("VmRSS grew by %.1f MiB over the last 250 refusals: something per refusal is kept", after-warm)
 	}
 }
 
