@@ -2,9 +2,10 @@
 // (identityserver.go, nodeserver.go), self-registration with the kubelet
 // (registration.go), the atomic file writer (writer.go), the tmpfs mounter seam
 // (mounter.go), the Key Vault fetcher (fetcher.go), SecretProviderClass objects and pod
-// events through a small API server client (spc.go, events.go, kubeclient.go), metrics
-// (metrics.go) and the wiring of the csi-node binary (config.go, server.go,
-// command.go).
+// events through a small API server client (spc.go, events.go, kubeclient.go), the
+// tenancy check (policy.go), the rotation schedule (rotation.go), metrics (metrics.go),
+// the health probes (health.go) and the wiring of the csi-node binary (options.go,
+// plugin.go). publish.go holds NodePublishVolume's steps in order.
 //
 // NodePublishVolume serves a secrets-store inline volume: it checks that the target is
 // the kubelet's path for the requesting pod, reads the Azure provider's parameters from
