@@ -178,7 +178,12 @@ func TestDefaults(t *testing.T) {
 	}
 	checkMonitoring(t, o, wcfg, ccfg)
 	if len(o.crds) != 2 {
-		t.Errorf("%d CRDs rendered without a cluster, want the SecretProviderClass and KeyVaultAccessPolicy CRDs", len(o.crds))
+		t.Errorf("%d CRDs rendered by default, want the SecretProviderClass and KeyVaultAccessPolicy CRDs", len(o.crds))
+	}
+	for _, crd := range o.crds {
+		if crd.Annotations["helm.sh/resource-policy"] != "keep" {
+			t.Errorf("CRD %s lacks helm.sh/resource-policy: keep: uninstalling kvinject would delete the cluster's objects", crd.Name)
+		}
 	}
 	vwc := one(t, "ValidatingWebhookConfigurations", o.validatingWebhooks)
 	vw := vwc.Webhooks[0]
@@ -343,6 +348,7 @@ func TestValuesRejected(t *testing.T) {
 		{"secret without name", "webhook: {certificate: {source: secret, caBundle: QQ==}}", "secretName"},
 		{"secret without CA", "webhook: {certificate: {source: secret, secretName: x}}", "caBundle"},
 		{"fsGroupPolicy", "csi: {fsGroupPolicy: Always}", "fsGroupPolicy"},
+		{"the old lookup mode", "csi: {secretProviderClassCRD: {install: auto}}", "/csi/secretProviderClassCRD/install': got string, want boolean"},
 		{"ServiceMonitor without metrics Services", "metrics: {service: {enabled: false}, serviceMonitor: {enabled: true}}", "metrics.serviceMonitor.enabled needs metrics.service.enabled"},
 		{"digest", "csi: {image: {digest: latest}}", "digest"},
 	} {

@@ -317,8 +317,9 @@ func TestInstall(t *testing.T) {
 			t.Logf("helm uninstall: %v", since(unStart))
 			nothingLeft(t, cp, c, rel1, rel2)
 			t.Logf("nothing of the release left %v after helm uninstall; whole test %v", since(unStart), since(began))
-			// The policy CRD and the cluster's policies outlive the release.
+			// Both CRDs and the cluster's policies outlive the release.
 			get(t, c, client.ObjectKey{Name: policyCRD}, &apiextensionsv1.CustomResourceDefinition{})
+			get(t, c, client.ObjectKey{Name: spcCRD}, &apiextensionsv1.CustomResourceDefinition{})
 			get(t, c, client.ObjectKey{Name: kept.Name}, &v1alpha1.KeyVaultAccessPolicy{})
 			if err := cm.Err(); err != nil {
 				t.Errorf("cert-manager: %v", err)
@@ -338,6 +339,8 @@ func TestInstall(t *testing.T) {
 	}
 }
 
+// spcCRD outlives the release too: uninstalling kvinject never deletes a cluster's
+// SecretProviderClasses.
 const spcCRD = "secretproviderclasses.secrets-store.csi.x-k8s.io"
 
 // policyCRD outlives the release (helm.sh/resource-policy: keep): uninstalling kvinject
@@ -345,28 +348,32 @@ const spcCRD = "secretproviderclasses.secrets-store.csi.x-k8s.io"
 const policyCRD = "keyvaultaccesspolicies.kvinject.io"
 
 // foreignCRD: on a cluster whose SecretProviderClass CRD belongs to someone else (the
-// Secrets Store CSI driver), the chart leaves it alone (csi.secretProviderClassCRD
-// install=auto). Checked with a server-side dry-run install, where lookup sees the
-// cluster.
+// Secrets Store CSI driver), csi.secretProviderClassCRD.install=false installs without
+// touching it, and the default (true) stops with Helm's ownership error, which
+// docs/install.md quotes. Checked with server-side dry-run installs, which run Helm's
+// ownership check against the cluster. The CRD the uninstalled release kept is made the
+// driver's: its labels and no Helm ownership.
 func foreignCRD(t *testing.T, c client.Client, helm *action.Configuration, ch *chart.Chart) {
 	t.Helper()
-	var crd *apiextensionsv1.CustomResourceDefinition
-	for _, d := range chartrender.Split(rel0Manifest(t, helm, ch)) {
-		if strings.HasSuffix(d.Source, "secretproviderclass-crd.yaml") {
-			crd = decode(t, []chartrender.Document{d}).crds[0]
-		}
-	}
-	if crd == nil {
-		t.Fatal("the chart does not render the SecretProviderClass CRD on a cluster that lacks it")
-	}
+	var crd apiextensionsv1.CustomResourceDefinition
+	get(t, c, client.ObjectKey{Name: spcCRD}, &crd)
 	crd.Labels = map[string]string{"app.kubernetes.io/name": "secrets-store-csi-driver"}
-	if err := c.Create(t.Context(), crd); err != nil {
+	crd.Annotations = nil
+	if err := c.Update(t.Context(), &crd); err != nil {
 		t.Fatal(err)
 	}
-	for _, d := range chartrender.Split(rel0Manifest(t, helm, ch)) {
+	manifest, err := rel0Manifest(t, helm, ch, map[string]any{"csi": map[string]any{"secretProviderClassCRD": map[string]any{"install": false}}})
+	if err != nil {
+		t.Fatalf("install=false on a cluster with the driver's CRD: %v", err)
+	}
+	for _, d := range chartrender.Split(manifest) {
 		if strings.HasSuffix(d.Source, "secretproviderclass-crd.yaml") {
-			t.Errorf("the chart renders the SecretProviderClass CRD although the cluster has another owner's")
+			t.Errorf("install=false renders the SecretProviderClass CRD")
 		}
+	}
+	_, err = rel0Manifest(t, helm, ch, nil)
+	if err == nil || !strings.Contains(err.Error(), `CustomResourceDefinition "`+spcCRD+`" in namespace "" exists and cannot be imported into the current release`) {
+		t.Errorf("the default install on a cluster with the driver's CRD: %v, want Helm's ownership error", err)
 	}
 }
 
@@ -386,18 +393,18 @@ func packagedChart(t *testing.T) string {
 	return tgz
 }
 
-// rel0Manifest renders the chart with a server-side dry-run install (lookup sees the
-// cluster).
-func rel0Manifest(t *testing.T, helm *action.Configuration, ch *chart.Chart) string {
+// rel0Manifest renders the chart with values through a server-side dry-run install
+// (Helm checks ownership against the cluster).
+func rel0Manifest(t *testing.T, helm *action.Configuration, ch *chart.Chart, values map[string]any) (string, error) {
 	t.Helper()
 	install := action.NewInstall(helm)
 	install.ReleaseName, install.Namespace = releaseName, namespace
 	install.DryRun, install.DryRunOption = true, "server"
-	rel, err := install.RunWithContext(t.Context(), ch, nil)
+	rel, err := install.RunWithContext(t.Context(), ch, values)
 	if err != nil {
-		t.Fatalf("helm install --dry-run=server: %v", err)
+		return "", fmt.Errorf("helm install --dry-run=server: %w", err)
 	}
-	return rel.Manifest
+	return rel.Manifest, nil
 }
 
 // shippedAreValid creates every object of the plain manifests in deploy/ with a
@@ -803,7 +810,7 @@ func nothingLeft(t *testing.T, cp *framework.ControlPlane, c client.Client, rels
 			default:
 				return err
 			}
-			if err == nil && r.kind == "CustomResourceDefinition" && r.name == policyCRD {
+			if err == nil && r.kind == "CustomResourceDefinition" && (r.name == policyCRD || r.name == spcCRD) {
 				left = left[:len(left)-1] // kept: helm.sh/resource-policy: keep
 			}
 		}

@@ -90,18 +90,3 @@ app.kubernetes.io/component: csi-node
 {{- toYaml $c }}
 {{- end }}
 
-{{/*
-csi.installCRD decides whether this release renders the SecretProviderClass CRD: "true"
-always, "false" never, "auto" when the cluster lacks the CRD or this release already owns
-it (so an upgrade keeps it). Without a cluster (helm template) "auto" renders it.
-*/}}
-{{- define "kvinject.csi.renderCRD" -}}
-{{- $mode := toString .Values.csi.secretProviderClassCRD.install }}
-{{- if eq $mode "true" }}true
-{{- else if eq $mode "auto" }}
-{{- $crd := lookup "apiextensions.k8s.io/v1" "CustomResourceDefinition" "" "secretproviderclasses.secrets-store.csi.x-k8s.io" }}
-{{- if not $crd }}true
-{{- else if and $crd.metadata.annotations (eq (index $crd.metadata.annotations "meta.helm.sh/release-name" | default "") .Release.Name) (eq (index $crd.metadata.annotations "meta.helm.sh/release-namespace" | default "") .Release.Namespace) }}true
-{{- end }}
-{{- end }}
-{{- end }}

@@ -142,7 +142,7 @@ func (c *Cluster) ChartValues(ep emulator.Endpoints, caPEM []byte) (map[string]a
 			"nmiEndpoint":            "http://" + ep.NMI,
 			"metricsPort":            CSIMetricsPort,
 			"healthPort":             CSIHealthPort,
-			"secretProviderClassCRD": map[string]any{"install": "true"},
+			"secretProviderClassCRD": map[string]any{"install": true},
 			"env": append(apiServer,
 				map[string]any{"name": "HTTPS_PROXY", "value": "http://" + ep.Proxy},
 				// The API server is reached directly, as NO_PROXY must say behind any proxy.
