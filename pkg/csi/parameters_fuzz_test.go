@@ -1,6 +1,7 @@
 package csi
 
 import (
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -38,6 +39,50 @@ func FuzzParseParameters(f *testing.F) {
 			if err := ValidateFileName(o.FileName()); err != nil {
 				t.Fatalf("accepted object with unsafe file name %q", o.FileName())
 			}
+		}
+	})
+}
+
+// FuzzClassParameters: any SecretProviderClass spec is either refused with an error
+// that wraps ErrClass and stays short, or accepted only when its provider is azure and
+// it has no field kvinject ignores.
+func FuzzClassParameters(f *testing.F) {
+	f.Add(`{"provider":"azure","parameters":{"keyvaultName":"kv-demo","usePodIdentity":"true"}}`)
+	f.Add(`{"provider":"azure","parameters":{},"secretObjects":[]}`)
+	f.Add(`{"provider":"azure","parameters":{},"secretObjects":[{"secretName":"s"}]}`)
+	f.Add(`{"provider":"azure","parameters":{"a":1},"x":{},"y":null}`)
+	f.Add(`{"provider":7}`)
+	f.Fuzz(func(t *testing.T, spec string) {
+		var spc secretProviderClass
+		if json.Unmarshal([]byte(`{"spec":`+spec+`}`), &spc) != nil {
+			return
+		}
+		params, err := classParameters("default/c", spc)
+		if err != nil {
+			if !errors.Is(err, ErrClass) {
+				t.Fatalf("error %v does not wrap ErrClass", err)
+			}
+			if len(err.Error()) > 2048 {
+				t.Fatalf("a %d-byte error for a %d-byte spec", len(err.Error()), len(spec))
+			}
+			return
+		}
+		var provider string
+		if json.Unmarshal(spc.Spec["provider"], &provider) != nil || provider != "azure" {
+			t.Fatalf("accepted provider %s", spc.Spec["provider"])
+		}
+		for field, raw := range spc.Spec {
+			if field == "secretObjects" {
+				var objs []json.RawMessage
+				if json.Unmarshal(raw, &objs) != nil || len(objs) > 0 {
+					t.Fatalf("accepted secretObjects %s", raw)
+				}
+			} else if field != "provider" && field != "parameters" {
+				t.Fatalf("accepted spec field %q", field)
+			}
+		}
+		if params == nil {
+			t.Fatal("accepted with nil parameters")
 		}
 	})
 }

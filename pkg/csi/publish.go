@@ -107,6 +107,9 @@ func (p *publish) parameters(ctx context.Context) (Parameters, error) {
 		}
 	}
 	parsed, err := ParseParameters(params, p.s.opts.MaxObjects)
+	if class := p.req.GetVolumeContext()[contract.AttrSecretProviderClass]; err != nil && class != "" {
+		return Parameters{}, fmt.Errorf("%w (spec.parameters of SecretProviderClass %s/%s)", err, p.pod.Namespace, class)
+	}
 	if err != nil {
 		return Parameters{}, err
 	}

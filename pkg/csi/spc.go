@@ -2,10 +2,14 @@ package csi
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
+	"sort"
+	"strconv"
+	"strings"
 )
 
 // SecretProviderClassAPI is the path prefix of the Secrets Store CSI driver's
@@ -21,12 +25,10 @@ type ClassGetter interface {
 	Parameters(ctx context.Context, namespace, name string) (map[string]string, error)
 }
 
-// secretProviderClass is the part of a SecretProviderClass the plugin reads.
+// secretProviderClass is a SecretProviderClass as the plugin reads it: every field of
+// its spec, so that none is silently ignored.
 type secretProviderClass struct {
-	Spec struct {
-		Provider   string         `json:"provider"`
-		Parameters map[string]any `json:"parameters"`
-	} `json:"spec"`
+	Spec map[string]json.RawMessage `json:"spec"`
 }
 
 // Parameters implements ClassGetter.
@@ -44,13 +46,50 @@ func (c *KubeClient) Parameters(ctx context.Context, namespace, name string) (ma
 	return classParameters(ref, spc)
 }
 
-// classParameters checks spec.provider and returns spec.parameters.
+// classParameters checks the class's spec and returns spec.parameters. A field kvinject
+// does not honour fails the mount, naming it and what to do instead: spec.secretObjects
+// (kvinject syncs no Kubernetes Secret), and any field it does not know. An empty
+// secretObjects list cannot change anything and is accepted.
 func classParameters(ref string, spc secretProviderClass) (map[string]string, error) {
-	if spc.Spec.Provider != "azure" {
-		return nil, fmt.Errorf("%w %s has provider %q; kvinject serves provider azure only", ErrClass, ref, spc.Spec.Provider)
+	var provider string
+	if raw, ok := spc.Spec["provider"]; ok {
+		if err := json.Unmarshal(raw, &provider); err != nil {
+			return nil, fmt.Errorf("%w %s: spec.provider must be a string", ErrClass, ref)
+		}
 	}
-	out := make(map[string]string, len(spc.Spec.Parameters))
-	for k, v := range spc.Spec.Parameters {
+	if provider != "azure" {
+		return nil, fmt.Errorf("%w %s has provider %q; kvinject serves provider azure only", ErrClass, ref, provider)
+	}
+	var unknown []string
+	for field, raw := range spc.Spec {
+		switch field {
+		case "provider", "parameters":
+		case "secretObjects":
+			var objs []json.RawMessage
+			if err := json.Unmarshal(raw, &objs); err != nil || len(objs) > 0 {
+				return nil, fmt.Errorf("%w %s: spec.secretObjects is not supported: kvinject mounts files and syncs no Kubernetes Secret, so environment variables fed from one would go stale; read the mounted files instead (or keep this workload on the Secrets Store CSI driver)", ErrClass, ref)
+			}
+		default:
+			unknown = append(unknown, strconv.Quote(truncateKey(field)))
+		}
+	}
+	if len(unknown) > 0 {
+		sort.Strings(unknown)
+		more := ""
+		if len(unknown) > 5 {
+			more = fmt.Sprintf(" and %d more", len(unknown)-5)
+			unknown = unknown[:5]
+		}
+		return nil, fmt.Errorf("%w %s: unknown field in spec: %s%s; a SecretProviderClass for kvinject has spec.provider and spec.parameters (and an empty spec.secretObjects); remove it", ErrClass, ref, strings.Join(unknown, ", "), more)
+	}
+	var params map[string]any
+	if raw, ok := spc.Spec["parameters"]; ok {
+		if err := json.Unmarshal(raw, &params); err != nil {
+			return nil, fmt.Errorf("%w %s: spec.parameters must be a map of strings", ErrClass, ref)
+		}
+	}
+	out := make(map[string]string, len(params))
+	for k, v := range params {
 		s, ok := v.(string)
 		if !ok {
 			return nil, fmt.Errorf("%w %s: spec.parameters.%s must be a string", ErrClass, ref, k)

@@ -66,6 +66,26 @@ func TestSecretProviderClassFromAPIServer(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// A class that syncs a Kubernetes Secret, and one that asks for the token proxy:
+	// fields kvinject does not honour fail the mount instead of being ignored.
+	synced := spc.DeepCopy()
+	synced.SetName("synced-class")
+	if err := unstructured.SetNestedSlice(synced.Object, []any{map[string]any{
+		"secretName": "db", "type": "Opaque", "data": []any{map[string]any{"objectName": "DatabasePassword", "key": "password"}},
+	}}, "spec", "secretObjects"); err != nil {
+		t.Fatal(err)
+	}
+	proxy := spc.DeepCopy()
+	proxy.SetName("token-proxy")
+	if err := unstructured.SetNestedField(proxy.Object, "true", "spec", "parameters", "useAzureTokenProxy"); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []*unstructured.Unstructured{synced, proxy} {
+		if _, err := dyn.Resource(spcGVR).Namespace("default").Create(ctx, c, metav1.CreateOptions{}); err != nil {
+			t.Fatalf("create %s: %v", c.GetName(), err)
+		}
+	}
+
 	w := startWorld(t)
 	root := t.TempDir()
 	kubeconfig := framework.WriteKubeconfig(t, rc)
@@ -92,6 +112,8 @@ func TestSecretProviderClassFromAPIServer(t *testing.T) {
 	}{
 		{"missing", codes.FailedPrecondition, "SecretProviderClass default/missing not found: create it in the pod's namespace"},
 		{"gcp-class", codes.FailedPrecondition, `SecretProviderClass default/gcp-class has provider "gcp"; kvinject serves provider azure only`},
+		{"synced-class", codes.FailedPrecondition, "SecretProviderClass default/synced-class: spec.secretObjects is not supported: kvinject mounts files and syncs no Kubernetes Secret, so environment variables fed from one would go stale; read the mounted files instead (or keep this workload on the Secrets Store CSI driver)"},
+		{"token-proxy", codes.InvalidArgument, "invalid volume: useAzureTokenProxy is not supported: kvinject exchanges the pod's service-account token with Entra ID itself; remove useAzureTokenProxy and set clientID (workload identity) (spec.parameters of SecretProviderClass default/token-proxy)"},
 	} {
 		_, err := p.NodePublishVolume(ctx, classVolume("v-"+tc.class, tc.class))
 		if st, _ := status.FromError(err); st.Code() != tc.code || st.Message() != tc.msg {
