@@ -16,7 +16,7 @@ func TestParameterKeys(t *testing.T) {
 	base := func(extra ...string) map[string]string {
 		p := map[string]string{
 			contract.AttrKeyVaultName: "kv-demo", contract.AttrUsePodIdentity: "true",
-			contract.AttrObjects: "array:\n  - |\n    objectName: a\n",
+			contract.AttrObjects:    "array:\n  - |\n    objectName: a\n",
 			contract.ContextPodName: "p", contract.ContextTokens: "{}",
 		}
 		for i := 0; i < len(extra); i += 2 {
