@@ -1,0 +1,204 @@
+// Command kubectl-kvinject is kvinject's kubectl plugin (kubectl kvinject ...), built
+// on the same packages as the webhook: render prints manifests with every pod template
+// mutated exactly as the webhook would mutate it.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/kvinject/kvinject/internal/version"
+	"github.com/kvinject/kvinject/pkg/mutate"
+	"github.com/kvinject/kvinject/pkg/render"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	err := newRoot(os.Stdin, os.Stdout, os.Stderr).ExecuteContext(ctx)
+	stop()
+	if err != nil {
+		os.Exit(1)
+	}
+}
+
+func newRoot(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
+	root := &cobra.Command{
+		Use:           "kubectl-kvinject",
+		Annotations:   map[string]string{cobra.CommandDisplayNameAnnotation: "kubectl kvinject"},
+		Short:         "kvinject's kubectl plugin: see what kvinject does to your manifests",
+		Version:       version.Get(),
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.CompletionOptions.DisableDefaultCmd = true
+	root.SetIn(stdin)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.AddCommand(newRender())
+	return root
+}
+
+func newRender() *cobra.Command {
+	var (
+		files, clusterFiles []string
+		configFile          string
+		namespace           string
+		cfg                 = mutate.DefaultConfig()
+	)
+	cmd := &cobra.Command{
+		Use:   "render -f FILE|DIR|-",
+		Short: "Print manifests with every pod template mutated as the kvinject webhook would",
+		Long: `render prints the input with every pod template in it (Pods, Deployments,
+StatefulSets, DaemonSets, ReplicaSets, ReplicationControllers, Jobs, CronJobs, in
+multi-document YAML or a List) mutated exactly as the kvinject webhook would mutate its
+pods, with the same code. A denial prints the webhook's message and the exit status is 1.
+
+The cluster configuration comes from --config (the webhook's config.yaml: the chart's
+kvinject-webhook-config ConfigMap) and the flags; Namespaces, ServiceAccounts and
+KeyVaultAccessPolicies from the input itself or from --cluster files.`,
+		Example: `  kubectl kvinject render -f deploy.yaml
+  helm template my-app ./chart | kubectl kvinject render -f - --config kvinject-config.yaml --cluster namespaces.yaml`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if len(files) == 0 {
+				return fail(cmd, errors.New("render needs -f FILE, -f DIR or -f - (standard input)"))
+			}
+			if configFile != "" {
+				file := mutate.DefaultConfig()
+				if err := mutate.LoadConfigFile(&file, configFile); err != nil {
+					return fail(cmd, err)
+				}
+				// Flags given explicitly win over the file.
+				for _, name := range []string{"vault", "tenant-id", "identity", "cloud-name", "driver-name", "mount-path", "max-entries"} {
+					if cmd.Flags().Changed(name) {
+						continue
+					}
+					switch name {
+					case "vault":
+						cfg.Vault = file.Vault
+					case "tenant-id":
+						cfg.TenantID = file.TenantID
+					case "identity":
+						cfg.Identity = file.Identity
+					case "cloud-name":
+						cfg.CloudName = file.CloudName
+					case "driver-name":
+						cfg.DriverName = file.DriverName
+					case "mount-path":
+						cfg.MountPath = file.MountPath
+					case "max-entries":
+						cfg.MaxEntries = file.MaxEntries
+					}
+				}
+			}
+			docs, err := readAll(cmd.InOrStdin(), files)
+			if err != nil {
+				return fail(cmd, err)
+			}
+			cluster, err := readAll(nil, clusterFiles)
+			if err != nil {
+				return fail(cmd, err)
+			}
+			results, err := render.Render(cmd.Context(), docs, render.Options{Config: cfg, Namespace: namespace, Cluster: cluster})
+			if err != nil {
+				return fail(cmd, err)
+			}
+			var denied, printed int
+			for _, r := range results {
+				for _, w := range r.Warnings {
+					fmt.Fprintf(cmd.ErrOrStderr(), "Warning: %s %s/%s: %s\n", r.Source, r.Kind, r.Name, w)
+				}
+				if r.Err != nil {
+					denied++
+					fmt.Fprintf(cmd.ErrOrStderr(), "Error: %s %s/%s: %v\n", r.Source, r.Kind, r.Name, r.Err)
+					continue
+				}
+				if printed++; printed > 1 {
+					fmt.Fprintln(cmd.OutOrStdout(), "---")
+				}
+				fmt.Fprint(cmd.OutOrStdout(), strings.TrimRight(string(r.Data), "\n")+"\n")
+			}
+			if denied > 0 {
+				return fail(cmd, fmt.Errorf("%d of %d documents refused", denied, len(results)))
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringSliceVarP(&files, "filename", "f", nil, "manifests to render: a file, a directory (its .yaml, .yml and .json files) or - for standard input; repeatable")
+	f.StringSliceVar(&clusterFiles, "cluster", nil, "files or directories with the cluster's Namespaces, ServiceAccounts and KeyVaultAccessPolicies")
+	f.StringVar(&configFile, "config", "", "the webhook's cluster configuration file (config.yaml of the kvinject-webhook-config ConfigMap)")
+	f.StringVarP(&namespace, "namespace", "n", "default", "namespace of objects that name none")
+	f.StringVar(&cfg.Vault, "vault", cfg.Vault, "the cluster's default Key Vault")
+	f.StringVar(&cfg.TenantID, "tenant-id", cfg.TenantID, "the cluster's default tenant")
+	f.StringVar(&cfg.Identity, "identity", cfg.Identity, "the cluster's default AAD Pod Identity selector")
+	f.StringVar(&cfg.CloudName, "cloud-name", cfg.CloudName, "the Azure cloud")
+	f.StringVar(&cfg.DriverName, "driver-name", cfg.DriverName, "the CSI driver name the webhook writes")
+	f.StringVar(&cfg.MountPath, "mount-path", cfg.MountPath, "the default mount path")
+	f.IntVar(&cfg.MaxEntries, "max-entries", cfg.MaxEntries, "the longest alias list a pod may carry")
+	return cmd
+}
+
+// fail prints err as kubectl does and returns it (the exit status is 1).
+func fail(cmd *cobra.Command, err error) error {
+	fmt.Fprintf(cmd.ErrOrStderr(), "Error: %v\n", err)
+	return err
+}
+
+// readAll reads the documents of every file, directory and "-" (stdin).
+func readAll(stdin io.Reader, names []string) ([]render.Document, error) {
+	var docs []render.Document
+	for _, name := range names {
+		if name == "-" {
+			if stdin == nil {
+				return nil, errors.New("- (standard input) is for -f only")
+			}
+			d, err := render.Split(stdin, "-")
+			if err != nil {
+				return nil, err
+			}
+			docs = append(docs, d...)
+			continue
+		}
+		fi, err := os.Stat(name)
+		if err != nil {
+			return nil, err
+		}
+		files := []string{name}
+		if fi.IsDir() {
+			files = nil
+			entries, err := os.ReadDir(name)
+			if err != nil {
+				return nil, err
+			}
+			for _, e := range entries {
+				if ext := filepath.Ext(e.Name()); !e.IsDir() && (ext == ".yaml" || ext == ".yml" || ext == ".json") {
+					files = append(files, filepath.Join(name, e.Name()))
+				}
+			}
+			sort.Strings(files)
+		}
+		for _, file := range files {
+			f, err := os.Open(file)
+			if err != nil {
+				return nil, err
+			}
+			d, err := render.Split(f, file)
+			f.Close()
+			if err != nil {
+				return nil, err
+			}
+			docs = append(docs, d...)
+		}
+	}
+	return docs, nil
+}
