@@ -43,7 +43,7 @@ func newRoot(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 	root.SetIn(stdin)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newRender())
+	root.AddCommand(newRender(), newCheck())
 	return root
 }
 

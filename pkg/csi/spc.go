@@ -98,3 +98,10 @@ func classParameters(ref string, spc secretProviderClass) (map[string]string, er
 	}
 	return out, nil
 }
+
+// CheckClass checks a SecretProviderClass's spec as a mount would, and returns its
+// parameters: the kubectl plugin's check uses it to say whether a class moves to
+// kvinject. ref is "namespace/name".
+func CheckClass(ref string, spec map[string]json.RawMessage) (map[string]string, error) {
+	return classParameters(ref, secretProviderClass{Spec: spec})
+}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -60,7 +61,8 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	cp, err = framework.Start(assets, framework.Options{ControllerManager: true, CRDDirectoryPaths: []string{crds}})
+	// The SecretProviderClass CRD too, for kubectl kvinject check.
+	cp, err = framework.Start(assets, framework.Options{ControllerManager: true, CRDDirectoryPaths: []string{crds, filepath.Join("..", "csi", "testdata", "crds")}})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
