@@ -4,7 +4,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"strings"
+	"syscall"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
@@ -154,6 +157,19 @@ func classify(vault string, o contract.Object, identity string, err error) *Obje
 		return oe
 	}
 	if errors.Is(err, ErrRender) {
+		return oe
+	}
+	// No answer at all (DNS, a refused or reset connection, a cut response) is the
+	// same outage as a 5xx, and the node backs off from it the same way.
+	var dnsErr *net.DNSError
+	if errors.As(err, &dnsErr) && dnsErr.IsNotFound {
+		oe.Class, oe.Err = ErrUnavailable, nil
+		oe.detail = fmt.Sprintf("%s does not resolve (no such host): check keyvaultName and cloudName", dnsErr.Name)
+		return oe
+	}
+	var netErr net.Error
+	if errors.As(err, &netErr) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.ECONNREFUSED) {
+		oe.Class = ErrUnavailable
 		return oe
 	}
 	msg := err.Error()

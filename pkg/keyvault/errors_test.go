@@ -4,9 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -56,8 +58,14 @@ func TestClassify(t *testing.T) {
 			`vault "az-key-vault-demo": secret "s": not sent: az-key-vault-demo.vault.azure.net throttled the node (429) and the node is backing off until 2026-11-30T12:00:00Z: Key Vault throttles`},
 		{"wrong tenant", contract.Object{Name: "s"}, errors.New(`ClientAssertionCredential isn't configured to acquire tokens for tenant "t2". To enable...`), ErrWrongTenant,
 			`vault "az-key-vault-demo": secret "s": the vault's challenge names another tenant: vault "az-key-vault-demo" is not in the tenant the volume names; set tenantId to the vault's tenant`},
-		{"network", contract.Object{Name: "s"}, errors.New("dial tcp: connection refused\nmore detail"), nil,
-			`vault "az-key-vault-demo": secret "s": dial tcp: connection refused`},
+		{"an error that says nothing more", contract.Object{Name: "s"}, errors.New("something else\nmore detail"), nil,
+			`vault "az-key-vault-demo": secret "s": something else`},
+		{"connection refused", contract.Object{Name: "s"}, &url.Error{Op: "Get", URL: "https://az-key-vault-demo.vault.azure.net/secrets/s", Err: &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}}, ErrUnavailable,
+			`vault "az-key-vault-demo": secret "s": Get "https://az-key-vault-demo.vault.azure.net/secrets/s": dial tcp: connection refused: vault "az-key-vault-demo" did not answer successfully; the node backs off and the next refresh retries`},
+		{"no such vault in DNS", contract.Object{Name: "s"}, &url.Error{Op: "Get", URL: "https://az-key-vault-demo.vault.azure.net/secrets/s", Err: &net.OpError{Op: "dial", Net: "tcp", Err: &net.DNSError{Err: "no such host", Name: "az-key-vault-demo.vault.azure.net", IsNotFound: true}}}, ErrUnavailable,
+			`vault "az-key-vault-demo": secret "s": az-key-vault-demo.vault.azure.net does not resolve (no such host): check keyvaultName and cloudName: vault "az-key-vault-demo" did not answer successfully`},
+		{"a response cut short", contract.Object{Name: "s"}, fmt.Errorf("read body: %w", io.ErrUnexpectedEOF), ErrUnavailable,
+			`vault "az-key-vault-demo": secret "s": read body: unexpected EOF: vault "az-key-vault-demo" did not answer successfully`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
