@@ -16,6 +16,7 @@ import (
 
 	"github.com/kvinject/kvinject/pkg/contract"
 	"github.com/kvinject/kvinject/pkg/csi"
+	"github.com/kvinject/kvinject/pkg/identity"
 )
 
 // SecretsStoreDriver is the Secrets Store CSI driver's name.
@@ -61,11 +62,12 @@ func Class(namespace, name string, spec map[string]json.RawMessage) (f Finding, 
 	}
 	f = Finding{Kind: "SecretProviderClass", Namespace: namespace, Name: name, Verdict: Unchanged}
 	params, err := csi.CheckClass(namespace+"/"+name, spec)
+	var parsed csi.Parameters
 	if err == nil {
-		_, err = csi.ParseParameters(params, contract.DefaultMaxObjects)
+		parsed, err = csi.ParseParameters(params, contract.DefaultMaxObjects)
 	}
 	if err == nil {
-		_, err = identityOf(params)
+		err = identity.RefuseNodeIdentity(parsed.Identity)
 	}
 	if err != nil {
 		f.Verdict, f.Problems = Cannot, []string{err.Error()}
@@ -82,20 +84,6 @@ func Class(namespace, name string, spec map[string]json.RawMessage) (f Finding, 
 		f.Changes = append(f.Changes, fmt.Sprintf("kvinject ignores spec.parameters %s (they cannot change the files); remove them", strings.Join(ignored, " and ")))
 	}
 	return f, true
-}
-
-// identityOf refuses the node's managed identity, which the plugin never uses.
-func identityOf(p map[string]string) (string, error) {
-	if p[contract.AttrUseVMManagedIdentity] == "true" || p[contract.AttrUserAssignedIdentityID] != "" {
-		return "", fmt.Errorf("spec.parameters.useVMManagedIdentity/userAssignedIdentityID: the node's managed identity is not supported, because every pod on the node could use it; use workload identity (clientID) or AAD Pod Identity (usePodIdentity)")
-	}
-	switch {
-	case p[contract.AttrClientID] != "":
-		return "workload identity", nil
-	case p[contract.AttrUsePodIdentity] == "true":
-		return "pod identity", nil
-	}
-	return "service principal", nil
 }
 
 // Workload judges a workload (kind, namespace, name) by its pod spec's Secrets Store

@@ -132,12 +132,8 @@ func Select(a Attributes, volumeContext, secrets map[string]string, audience str
 	if err != nil {
 		return Request{}, err
 	}
-	vmIdentity, err := parseBool("useVMManagedIdentity", a.UseVMManagedIdentity)
-	if err != nil {
+	if err := RefuseNodeIdentity(a); err != nil {
 		return Request{}, err
-	}
-	if vmIdentity || strings.TrimSpace(a.UserAssignedIdentityID) != "" {
-		return Request{}, fmt.Errorf("%w: the volume asks for the node's managed identity (useVMManagedIdentity/userAssignedIdentityID), which every pod on the node could use; use pod identity (usePodIdentity), workload identity (clientID) or a service principal (nodePublishSecretRef)", ErrNodeIdentity)
 	}
 	switch {
 	case podIdentity:
@@ -212,6 +208,21 @@ func serviceAccountToken(volumeContext, secrets map[string]string, audience stri
 		return "", fmt.Errorf("%w: the kubelet sent no service-account token for audience %q; add it to the CSIDriver's tokenRequests (the chart's csi.tokenAudience sets both)", ErrMissingToken, audience)
 	}
 	return t.Token, nil
+}
+
+// RefuseNodeIdentity returns ErrNodeIdentity when the attributes ask for the node's
+// managed identity (useVMManagedIdentity, userAssignedIdentityID), which every pod on
+// the node could use, and ErrInvalid when useVMManagedIdentity is not a boolean. Select
+// applies it to every volume; kubectl kvinject check to every SecretProviderClass.
+func RefuseNodeIdentity(a Attributes) error {
+	vmIdentity, err := parseBool("useVMManagedIdentity", a.UseVMManagedIdentity)
+	if err != nil {
+		return err
+	}
+	if vmIdentity || strings.TrimSpace(a.UserAssignedIdentityID) != "" {
+		return fmt.Errorf("%w: the volume asks for the node's managed identity (useVMManagedIdentity/userAssignedIdentityID), which every pod on the node could use; use pod identity (usePodIdentity), workload identity (clientID) or a service principal (nodePublishSecretRef)", ErrNodeIdentity)
+	}
+	return nil
 }
 
 func parseBool(field, v string) (bool, error) {

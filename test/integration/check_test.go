@@ -102,7 +102,7 @@ func TestCheck(t *testing.T) {
 		with(find("Pod", "missing"), check.Cannot, nil, []string{"volume secrets: SecretProviderClass check/nope not found (or not provider azure)"}),
 		with(find("SecretProviderClass", "synced"), check.Cannot, nil, []string{"SecretProviderClass check/synced: spec.secretObjects is not supported: kvinject mounts files and syncs no Kubernetes Secret, so environment variables fed from one would go stale; read the mounted files instead (or keep this workload on the Secrets Store CSI driver)"}),
 		with(find("SecretProviderClass", "tutorial"), check.Unchanged, nil, nil),
-		with(find("SecretProviderClass", "vm"), check.Cannot, nil, []string{"spec.parameters.useVMManagedIdentity/userAssignedIdentityID: the node's managed identity is not supported, because every pod on the node could use it; use workload identity (clientID) or AAD Pod Identity (usePodIdentity)"}),
+		with(find("SecretProviderClass", "vm"), check.Cannot, nil, []string{"node identity refused: the volume asks for the node's managed identity (useVMManagedIdentity/userAssignedIdentityID), which every pod on the node could use; use pod identity (usePodIdentity), workload identity (clientID) or a service principal (nodePublishSecretRef)"}),
 		with(find("SecretProviderClass", "with-rg"), check.Changes, []string{"kvinject ignores spec.parameters resourceGroup (they cannot change the files); remove them"}, nil),
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
