@@ -16,8 +16,6 @@ import (
 	"strings"
 
 	jsonpatch "github.com/evanphx/json-patch/v5"
-	appsv1 "k8s.io/api/apps/v1"
-	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
@@ -219,7 +217,7 @@ func (rd *renderer) object(ctx context.Context, js []byte, namespace, prefix str
 	if h.Metadata.Namespace != "" {
 		namespace = h.Metadata.Namespace
 	}
-	pod, err := podOf(h.APIVersion+"/"+h.Kind, js)
+	pod, err := podOf(js, path)
 	if err != nil {
 		r.err = fmt.Errorf("%s: %w", r.name, err)
 		return r
@@ -247,62 +245,27 @@ func (rd *renderer) object(ctx context.Context, js []byte, namespace, prefix str
 	return r
 }
 
-// podOf returns the pod a workload's controller would create from its template (the
-// template's metadata and spec), or the Pod itself.
-func podOf(kind string, js []byte) (*corev1.Pod, error) {
+// podOf returns the pod a workload's controller would create from the template at
+// path (the template's metadata and spec), or the Pod itself (path ""): both have the
+// shape of a PodTemplateSpec.
+func podOf(js []byte, path string) (*corev1.Pod, error) {
+	raw := json.RawMessage(js)
+	for _, key := range strings.Split(strings.TrimPrefix(path, "/"), "/") {
+		if path == "" {
+			break
+		}
+		var obj map[string]json.RawMessage
+		if err := json.Unmarshal(raw, &obj); err != nil {
+			return nil, err
+		}
+		var ok bool
+		if raw, ok = obj[key]; !ok || string(raw) == "null" {
+			return nil, fmt.Errorf("%s is missing", strings.ReplaceAll(strings.TrimPrefix(path, "/"), "/", "."))
+		}
+	}
 	var tmpl corev1.PodTemplateSpec
-	switch kind {
-	case "v1/Pod":
-		var p corev1.Pod
-		if err := json.Unmarshal(js, &p); err != nil {
-			return nil, err
-		}
-		return &p, nil
-	case "apps/v1/Deployment":
-		var o appsv1.Deployment
-		if err := json.Unmarshal(js, &o); err != nil {
-			return nil, err
-		}
-		tmpl = o.Spec.Template
-	case "apps/v1/StatefulSet":
-		var o appsv1.StatefulSet
-		if err := json.Unmarshal(js, &o); err != nil {
-			return nil, err
-		}
-		tmpl = o.Spec.Template
-	case "apps/v1/DaemonSet":
-		var o appsv1.DaemonSet
-		if err := json.Unmarshal(js, &o); err != nil {
-			return nil, err
-		}
-		tmpl = o.Spec.Template
-	case "apps/v1/ReplicaSet":
-		var o appsv1.ReplicaSet
-		if err := json.Unmarshal(js, &o); err != nil {
-			return nil, err
-		}
-		tmpl = o.Spec.Template
-	case "v1/ReplicationController":
-		var o corev1.ReplicationController
-		if err := json.Unmarshal(js, &o); err != nil {
-			return nil, err
-		}
-		if o.Spec.Template == nil {
-			return nil, errors.New("spec.template is missing")
-		}
-		tmpl = *o.Spec.Template
-	case "batch/v1/Job":
-		var o batchv1.Job
-		if err := json.Unmarshal(js, &o); err != nil {
-			return nil, err
-		}
-		tmpl = o.Spec.Template
-	case "batch/v1/CronJob":
-		var o batchv1.CronJob
-		if err := json.Unmarshal(js, &o); err != nil {
-			return nil, err
-		}
-		tmpl = o.Spec.JobTemplate.Spec.Template
+	if err := json.Unmarshal(raw, &tmpl); err != nil {
+		return nil, err
 	}
 	return &corev1.Pod{ObjectMeta: tmpl.ObjectMeta, Spec: tmpl.Spec}, nil
 }
