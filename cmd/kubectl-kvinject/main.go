@@ -15,6 +15,7 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/kvinject/kvinject/internal/version"
 	"github.com/kvinject/kvinject/pkg/mutate"
@@ -54,6 +55,15 @@ func newRender() *cobra.Command {
 		namespace           string
 		cfg                 = mutate.DefaultConfig()
 	)
+	// The cluster configuration's flags, which --config's file fills in.
+	configFlags := pflag.NewFlagSet("cluster configuration", pflag.ContinueOnError)
+	configFlags.StringVar(&cfg.Vault, "vault", cfg.Vault, "the cluster's default Key Vault")
+	configFlags.StringVar(&cfg.TenantID, "tenant-id", cfg.TenantID, "the cluster's default tenant")
+	configFlags.StringVar(&cfg.Identity, "identity", cfg.Identity, "the cluster's default AAD Pod Identity selector")
+	configFlags.StringVar(&cfg.CloudName, "cloud-name", cfg.CloudName, "the Azure cloud")
+	configFlags.StringVar(&cfg.DriverName, "driver-name", cfg.DriverName, "the CSI driver name the webhook writes")
+	configFlags.StringVar(&cfg.MountPath, "mount-path", cfg.MountPath, "the default mount path")
+	configFlags.IntVar(&cfg.MaxEntries, "max-entries", cfg.MaxEntries, "the longest alias list a pod may carry")
 	cmd := &cobra.Command{
 		Use:   "render -f FILE|DIR|-",
 		Short: "Print manifests with every pod template mutated as the kvinject webhook would",
@@ -73,30 +83,20 @@ KeyVaultAccessPolicies from the input itself or from --cluster files.`,
 				return fail(cmd, errors.New("render needs -f FILE, -f DIR or -f - (standard input)"))
 			}
 			if configFile != "" {
-				file := mutate.DefaultConfig()
-				if err := mutate.LoadConfigFile(&file, configFile); err != nil {
+				// As the webhook does: the file over the defaults, then what was given
+				// explicitly again, so that it wins over the file.
+				explicit := map[string]string{}
+				cmd.Flags().Visit(func(f *pflag.Flag) {
+					if configFlags.Lookup(f.Name) != nil {
+						explicit[f.Name] = f.Value.String()
+					}
+				})
+				if err := mutate.LoadConfigFile(&cfg, configFile); err != nil {
 					return fail(cmd, err)
 				}
-				// Flags given explicitly win over the file.
-				for _, name := range []string{"vault", "tenant-id", "identity", "cloud-name", "driver-name", "mount-path", "max-entries"} {
-					if cmd.Flags().Changed(name) {
-						continue
-					}
-					switch name {
-					case "vault":
-						cfg.Vault = file.Vault
-					case "tenant-id":
-						cfg.TenantID = file.TenantID
-					case "identity":
-						cfg.Identity = file.Identity
-					case "cloud-name":
-						cfg.CloudName = file.CloudName
-					case "driver-name":
-						cfg.DriverName = file.DriverName
-					case "mount-path":
-						cfg.MountPath = file.MountPath
-					case "max-entries":
-						cfg.MaxEntries = file.MaxEntries
+				for name, v := range explicit {
+					if err := cmd.Flags().Set(name, v); err != nil {
+						return fail(cmd, err)
 					}
 				}
 			}
@@ -134,17 +134,11 @@ KeyVaultAccessPolicies from the input itself or from --cluster files.`,
 		},
 	}
 	f := cmd.Flags()
+	f.AddFlagSet(configFlags)
 	f.StringSliceVarP(&files, "filename", "f", nil, "manifests to render: a file, a directory (its .yaml, .yml and .json files) or - for standard input; repeatable")
 	f.StringSliceVar(&clusterFiles, "cluster", nil, "files or directories with the cluster's Namespaces, ServiceAccounts and KeyVaultAccessPolicies")
 	f.StringVar(&configFile, "config", "", "the webhook's cluster configuration file (config.yaml of the kvinject-webhook-config ConfigMap)")
 	f.StringVarP(&namespace, "namespace", "n", "default", "namespace of objects that name none")
-	f.StringVar(&cfg.Vault, "vault", cfg.Vault, "the cluster's default Key Vault")
-	f.StringVar(&cfg.TenantID, "tenant-id", cfg.TenantID, "the cluster's default tenant")
-	f.StringVar(&cfg.Identity, "identity", cfg.Identity, "the cluster's default AAD Pod Identity selector")
-	f.StringVar(&cfg.CloudName, "cloud-name", cfg.CloudName, "the Azure cloud")
-	f.StringVar(&cfg.DriverName, "driver-name", cfg.DriverName, "the CSI driver name the webhook writes")
-	f.StringVar(&cfg.MountPath, "mount-path", cfg.MountPath, "the default mount path")
-	f.IntVar(&cfg.MaxEntries, "max-entries", cfg.MaxEntries, "the longest alias list a pod may carry")
 	return cmd
 }
 
