@@ -28,7 +28,7 @@ REGISTRY  ?= ghcr.io/kvinject
 
 .PHONY: images
 images: ## Build the multi-arch (linux/amd64, linux/arm64) OCI images into dist/images, named REGISTRY/kvinject-*:VERSION.
-	$(GO) run ./hack/images -out dist/images -version $(VERSION) -registry $(REGISTRY)
+	$(GO) run ./hack/release -images-only -out dist/images -version $(VERSION) -registry $(REGISTRY)
 
 .PHONY: release
 release: ## Write a release into dist/: images with digests, the chart .tgz pinned to them, deploy/, SBOMs, SHA256SUMS (VERSION=vX.Y.Z required).

@@ -1,7 +1,8 @@
 // Command release writes a kvinject release into a directory (make release
 // VERSION=v0.3.0): the multi-arch images as OCI layouts and archives with their
 // digests, the Helm chart packaged with its version and the images pinned by digest,
-// deploy/ rendered from that chart, a CycloneDX SBOM per image and SHA256SUMS.
+// deploy/ rendered from that chart, a CycloneDX SBOM per image and SHA256SUMS. With
+// -images-only it builds the images alone (make images).
 package main
 
 import (
@@ -33,6 +34,7 @@ func run(ctx context.Context, args []string) error {
 	version := fs.String("version", "", "the release version, vMAJOR.MINOR.PATCH (required)")
 	registry := fs.String("registry", images.DefaultRegistry, "registry and path the image names start with")
 	platforms := fs.String("platforms", strings.Join(images.DefaultPlatforms, ","), "comma-separated os/arch list")
+	imagesOnly := fs.Bool("images-only", false, "build the images alone into -out: OCI layouts, archives and binaries")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -46,6 +48,16 @@ func run(ctx context.Context, args []string) error {
 	}
 	o.OutDir, o.Version, o.Registry, o.Platforms = *out, *version, *registry, strings.Split(*platforms, ",")
 	o.Log = func(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) }
+	if *imagesOnly {
+		built, err := images.Build(ctx, o)
+		if err != nil {
+			return err
+		}
+		for _, b := range built {
+			fmt.Printf("%s@%s\t%s\n", b.Ref, b.Digest, b.Archive)
+		}
+		return nil
+	}
 	r, err := release.Run(ctx, release.Options{Images: o})
 	if err != nil {
 		return err
