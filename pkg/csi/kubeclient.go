@@ -243,6 +243,12 @@ func (c *KubeClient) send(ctx context.Context, method, path, contentType string,
 	if err != nil {
 		return err
 	}
+	return c.exchange(req, out)
+}
+
+// exchange sends req and decodes a JSON answer of at most 4 MiB into out (when
+// non-nil); an answer other than 2xx is a statusError.
+func (c *KubeClient) exchange(req *http.Request, out any) error {
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return err
@@ -271,19 +277,7 @@ func (c *KubeClient) getMetadata(ctx context.Context, path string, out any) erro
 		return err
 	}
 	req.Header.Set("Accept", metadataAccept+", application/json")
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode/100 != 2 {
-		return statusError(resp.StatusCode, data)
-	}
-	return json.Unmarshal(data, out)
+	return c.exchange(req, out)
 }
 
 // stream GETs path (a watch) and hands the open body's decoder to read, which returns
