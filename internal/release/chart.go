@@ -5,7 +5,6 @@
 package release
 
 import (
-	"bytes"
 	"fmt"
 	"regexp"
 	"strings"
@@ -86,18 +85,4 @@ func PackageChart(chartDir, outDir, version string, images map[string]Image) (st
 		}
 	}
 	return chartutil.Save(ch, outDir)
-}
-
-// valuesOf returns the values.yaml inside a packaged chart.
-func valuesOf(tgz string) ([]byte, error) {
-	ch, err := loader.Load(tgz)
-	if err != nil {
-		return nil, err
-	}
-	for _, f := range ch.Raw {
-		if f.Name == chartutil.ValuesfileName {
-			return bytes.Clone(f.Data), nil
-		}
-	}
-	return nil, fmt.Errorf("%s has no %s", tgz, chartutil.ValuesfileName)
 }

@@ -3,6 +3,7 @@ package release
 import (
 	"bufio"
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -12,6 +13,7 @@ import (
 
 	cdx "github.com/CycloneDX/cyclonedx-go"
 	"helm.sh/helm/v3/pkg/chart/loader"
+	"helm.sh/helm/v3/pkg/chartutil"
 
 	"github.com/kvinject/kvinject/internal/chartrender"
 	"github.com/kvinject/kvinject/internal/images"
@@ -219,4 +221,18 @@ func TestPackageChartNeedsImageBlocks(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "no image block") || !strings.Contains(err.Error(), "kvinject-other") {
 		t.Fatalf("got %v", err)
 	}
+}
+
+// valuesOf returns the values.yaml inside a packaged chart.
+func valuesOf(tgz string) ([]byte, error) {
+	ch, err := loader.Load(tgz)
+	if err != nil {
+		return nil, err
+	}
+	for _, f := range ch.Raw {
+		if f.Name == chartutil.ValuesfileName {
+			return bytes.Clone(f.Data), nil
+		}
+	}
+	return nil, fmt.Errorf("%s has no %s", tgz, chartutil.ValuesfileName)
 }

@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/yaml"
 
@@ -28,12 +29,11 @@ import (
 
 var spcGVR = schema.GroupVersionResource{Group: "secrets-store.csi.x-k8s.io", Version: "v1", Resource: "secretproviderclasses"}
 
-// TestSecretProviderClassFromAPIServer publishes the tutorial's volume, which names
-// the tutorial's SecretProviderClass, read from a real API server; and records a failed
-// refresh as an Event on the pod there.
-func TestSecretProviderClassFromAPIServer(t *testing.T) {
-	assets := framework.Assets(t)
-	testkit.RequireRoot(t)
+// startAPIServer starts a kube-apiserver and etcd (envtest, with the binaries in
+// assets) holding the SecretProviderClass and KeyVaultAccessPolicy CRDs, until the
+// test ends.
+func startAPIServer(t testing.TB, assets string) (*envtest.Environment, *rest.Config) {
+	t.Helper()
 	policyCRDs, err := framework.PolicyCRDDir()
 	if err != nil {
 		t.Fatal(err)
@@ -44,6 +44,16 @@ func TestSecretProviderClassFromAPIServer(t *testing.T) {
 		t.Fatalf("start envtest: %v", err)
 	}
 	t.Cleanup(func() { _ = env.Stop() })
+	return env, rc
+}
+
+// TestSecretProviderClassFromAPIServer publishes the tutorial's volume, which names
+// the tutorial's SecretProviderClass, read from a real API server; and records a failed
+// refresh as an Event on the pod there.
+func TestSecretProviderClassFromAPIServer(t *testing.T) {
+	assets := framework.Assets(t)
+	testkit.RequireRoot(t)
+	_, rc := startAPIServer(t, assets)
 	kube := kubernetes.NewForConfigOrDie(rc)
 	dyn := dynamic.NewForConfigOrDie(rc)
 	ctx := t.Context()

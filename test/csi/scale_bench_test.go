@@ -16,7 +16,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/kvinject/kvinject/internal/testkit"
 	"github.com/kvinject/kvinject/pkg/apis/kvinject/v1alpha1"
@@ -218,16 +217,7 @@ func residentMemory(b *testing.B, tenancy bool) {
 // kubeconfig and the pods' UIDs.
 func tenancyAPIServer(b *testing.B, n int) (string, []string) {
 	b.Helper()
-	crds, err := framework.PolicyCRDDir()
-	if err != nil {
-		b.Fatal(err)
-	}
-	env := &envtest.Environment{BinaryAssetsDirectory: framework.Assets(b), CRDDirectoryPaths: []string{"testdata/crds", crds}, ErrorIfCRDPathMissing: true}
-	rc, err := env.Start()
-	if err != nil {
-		b.Fatalf("start envtest: %v", err)
-	}
-	b.Cleanup(func() { _ = env.Stop() })
+	_, rc := startAPIServer(b, framework.Assets(b))
 	scheme, err := framework.Scheme()
 	if err != nil {
 		b.Fatal(err)

@@ -30,16 +30,7 @@ import (
 func TestTenancyAtMount(t *testing.T) {
 	assets := framework.Assets(t)
 	testkit.RequireRoot(t)
-	policyCRDs, err := framework.PolicyCRDDir()
-	if err != nil {
-		t.Fatal(err)
-	}
-	env := &envtest.Environment{BinaryAssetsDirectory: assets, CRDDirectoryPaths: []string{"testdata/crds", policyCRDs}, ErrorIfCRDPathMissing: true}
-	rc, err := env.Start()
-	if err != nil {
-		t.Fatalf("start envtest: %v", err)
-	}
-	t.Cleanup(func() { _ = env.Stop() })
+	env, rc := startAPIServer(t, assets)
 	scheme, err := framework.Scheme()
 	if err != nil {
 		t.Fatal(err)

@@ -9,7 +9,6 @@ package e2e_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"slices"
@@ -350,20 +349,7 @@ func TestWorkloadIdentityOnPodNetwork(t *testing.T) {
 func TestAccessDenied(t *testing.T) {
 	apply(t, "denied-pod.yaml")
 	ns, pod := cluster.DeniedNamespace, "denied"
-	var msg string
-	testkit.Eventually(t, 60*time.Second, "a FailedMount event", func(ctx context.Context) error {
-		evs, err := c.Client.CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=" + pod})
-		if err != nil {
-			return err
-		}
-		for _, e := range evs.Items {
-			if e.Reason == "FailedMount" {
-				msg = e.Message
-				return nil
-			}
-		}
-		return errors.New("none yet")
-	})
+	msg := failedMount(t, ns, pod)
 	for _, want := range []string{`vault "az-key-vault-demo"`, `secret "DatabasePassword"`, "get permission", "ForbiddenByPolicy"} {
 		if !strings.Contains(msg, want) {
 			t.Errorf("FailedMount event %q does not say %s", msg, want)
