@@ -75,6 +75,7 @@ type Pool struct {
 	objMu   sync.Mutex
 	objects map[objectKey]cachedObject
 	swept   time.Time
+	reads   atomic.Uint64 // reads completed; a cached object keeps the count its read made
 
 	stats PoolStats
 }
@@ -102,6 +103,7 @@ type objectKey struct {
 type cachedObject struct {
 	value   any // Secret, Key or Certificate
 	fetched time.Time
+	seq     uint64 // Pool.reads when it was stored
 }
 
 // NewPool returns an empty pool.
@@ -294,7 +296,7 @@ func (p *Pool) readAndRender(ctx context.Context, ps *poolSource, r FetchRequest
 // read returns one object as Key Vault gave it: from the cache when allowed, else by a
 // read merged with any identical read in flight.
 func (p *Pool) read(ctx context.Context, ps *poolSource, key objectKey, fresh bool) (any, error) {
-	now := p.opts.Now()
+	now, began := p.opts.Now(), p.reads.Load()
 	if !fresh {
 		p.objMu.Lock()
 		c, ok := p.objects[key]
@@ -307,6 +309,17 @@ func (p *Pool) read(ctx context.Context, ps *poolSource, key objectKey, fresh bo
 	sfKey := fmt.Sprintf("%q|%q|%s|%q|%q", key.identity, key.vault, key.typ, key.name, key.version)
 	p.stats.Asked.Add(1)
 	ch := p.flight.DoChan(sfKey, func() (any, error) {
+		// Between the look into the cache above and this flight, an identical read may
+		// have completed: one that completed after this call began serves it as well as
+		// its own read would, fresh or not (without this, a refresh round read some
+		// objects twice).
+		p.objMu.Lock()
+		c, ok := p.objects[key]
+		p.objMu.Unlock()
+		if ok && c.seq > began {
+			p.stats.Hits.Add(1)
+			return c.value, nil
+		}
 		p.stats.Reads.Add(1)
 		// The read serves every volume waiting on it: it does not end when the first
 		// one gives up, only after readTimeout.
@@ -318,7 +331,7 @@ func (p *Pool) read(ctx context.Context, ps *poolSource, key objectKey, fresh bo
 		}
 		ps.warm.Store(true)
 		p.objMu.Lock()
-		p.objects[key] = cachedObject{value: v, fetched: p.opts.Now()}
+		p.objects[key] = cachedObject{value: v, fetched: p.opts.Now(), seq: p.reads.Add(1)}
 		p.sweepLocked(p.opts.Now())
 		p.objMu.Unlock()
 		return v, nil

@@ -201,6 +201,37 @@ func TestPoolCoalescesAndCaches(t *testing.T) {
 	}
 }
 
+// TestPoolRefreshRoundReadsOnce: volumes of one identity refreshing the same expired
+// object at the same moment read it once, even when one of them finds the cache expired
+// just as another's read completes (the check of the cache and the start of a read are
+// not one step; a read that completed after a refresh began serves that refresh).
+func TestPoolRefreshRoundReadsOnce(t *testing.T) {
+	t.Parallel()
+	tp := newTestPool(t, sourceConfig{}, PoolOptions{ObjectTTL: time.Minute})
+	objs := secrets(1)
+	for round := range 300 {
+		tp.clk.advance(time.Minute)
+		tp.reads.Store(0)
+		var wg sync.WaitGroup
+		for range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				f, err := tp.Fetch(context.Background(), fetchReq("A", objs, round == 0))
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				f.Release()
+			}()
+		}
+		wg.Wait()
+		if got := tp.reads.Load(); round > 0 && got != 1 {
+			t.Fatalf("round %d: 8 refreshes of one expired object read it %d times, want once", round, got)
+		}
+	}
+}
+
 // TestPoolNeverSharesAcrossIdentities: two identities asking for the same object at the
 // same moment each read it with their own client, and each gets its own answer.
 func TestPoolNeverSharesAcrossIdentities(t *testing.T) {
