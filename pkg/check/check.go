@@ -19,9 +19,6 @@ import (
 	"github.com/kvinject/kvinject/pkg/identity"
 )
 
-// SecretsStoreDriver is the Secrets Store CSI driver's name.
-const SecretsStoreDriver = "secrets-store.csi.k8s.io"
-
 // Verdict is check's answer for one object.
 type Verdict string
 
@@ -92,7 +89,7 @@ func Class(namespace, name string, spec map[string]json.RawMessage) (f Finding, 
 func Workload(kind, namespace, name string, spec corev1.PodSpec, classes map[string]Finding) (f Finding, ok bool) {
 	f = Finding{Kind: kind, Namespace: namespace, Name: name, Verdict: Unchanged}
 	for _, v := range spec.Volumes {
-		if v.CSI == nil || v.CSI.Driver != SecretsStoreDriver {
+		if v.CSI == nil || v.CSI.Driver != contract.SecretsStoreDriverName {
 			continue
 		}
 		ok = true

@@ -7,6 +7,11 @@ import "fmt"
 // Secrets Store CSI driver's, so both can run side by side.
 const DefaultDriverName = "secrets-store.kvinject.io"
 
+// SecretsStoreDriverName is the Secrets Store CSI driver's name: volumes of it are what
+// kvinject's migration tools (kubectl kvinject check and migrate) move over, and what
+// the webhook replaces when a pod asks for kvinject's volume at the same path.
+const SecretsStoreDriverName = "secrets-store.csi.k8s.io"
+
 // ValidateDriverName checks a CSI driver name as both the CSI specification and
 // Kubernetes hold it: the name of the CSIDriver object, so a DNS subdomain of at most
 // 63 characters: lower-case letters, digits, '-' and '.', starting and ending with a

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path"
+	"slices"
 	"strings"
 
 	jsonpatch "gomodules.xyz/jsonpatch/v2"
@@ -153,14 +154,45 @@ func (m *Mutator) Mutate(ctx context.Context, pod *corev1.Pod, namespace string)
 		}
 	}
 
+	// A Secrets Store CSI volume mounted at our path (a workload half way through its
+	// migration) gives way: kvinject's mount takes its place, as the annotation asks.
+	displaced := map[*corev1.Container]int{}
 	for _, t := range targets {
-		if err := checkMounts(t.container, mountPath); err != nil {
+		i, err := checkMounts(pod, t.container, mountPath)
+		if err != nil {
 			return nil, err
+		}
+		if i >= 0 {
+			displaced[t.container] = i
+			vm := t.container.VolumeMounts[i]
+			warnings = append(warnings, fmt.Sprintf("container %q mounted the Secrets Store CSI driver's volume %q at %s; kvinject's volume takes its place there, as %s asks: remove that mount (or %s to keep the Secrets Store volume)",
+				t.container.Name, vm.Name, mountPath, contract.AnnotationSecrets, contract.AnnotationSecrets))
 		}
 	}
 
 	out := pod.DeepCopy()
 	var patch []jsonpatch.JsonPatchOperation
+	if len(displaced) > 0 {
+		// Replace the displaced mounts, then leave out the Secrets Store volumes no
+		// container mounts any more (the old driver would mount them for nothing),
+		// highest index first so that the indices hold.
+		mount := corev1.VolumeMount{Name: contract.VolumeName, MountPath: mountPath, ReadOnly: true}
+		for _, t := range targets {
+			if i, ok := displaced[t.container]; ok {
+				t.in(out).VolumeMounts[i] = mount
+				patch = append(patch, jsonpatch.NewOperation("replace", fmt.Sprintf("/spec/%s/%d/volumeMounts/%d", t.field, t.index, i), mount))
+			}
+		}
+		for i := len(out.Spec.Volumes) - 1; i >= 0; i-- {
+			v := out.Spec.Volumes[i]
+			if v.CSI == nil || v.CSI.Driver != contract.SecretsStoreDriverName || mounted(out, v.Name) {
+				continue
+			}
+			warnings = append(warnings, fmt.Sprintf("volume %q of the Secrets Store CSI driver is no longer mounted by any container and is left out of the pod: remove it from the pod template", v.Name))
+			out.Spec.Volumes = slices.Delete(out.Spec.Volumes, i, i+1)
+			patch = append(patch, jsonpatch.NewOperation("remove", fmt.Sprintf("/spec/volumes/%d", i), nil))
+		}
+	}
 	if label != "" && pod.Labels[contract.LabelPodIdentity] != label {
 		if out.Labels == nil {
 			out.Labels = map[string]string{contract.LabelPodIdentity: label}
@@ -180,7 +212,7 @@ func (m *Mutator) Mutate(ctx context.Context, pod *corev1.Pod, namespace string)
 	}
 	mount := corev1.VolumeMount{Name: contract.VolumeName, MountPath: mountPath, ReadOnly: true}
 	for _, t := range targets {
-		if mountsVolume(t.container) {
+		if _, replaced := displaced[t.container]; replaced || mountsVolume(t.container) {
 			continue
 		}
 		c := t.in(out)
@@ -314,14 +346,42 @@ func selectContainers(pod *corev1.Pod) ([]target, []string, error) {
 }
 
 // checkMounts refuses a container that mounts something other than our volume at
-// mountPath.
-func checkMounts(c *corev1.Container, mountPath string) error {
-	for _, vm := range c.VolumeMounts {
-		if vm.Name != contract.VolumeName && path.Clean(vm.MountPath) == mountPath {
-			return deny(contract.AnnotationMountPath, "container %q already mounts volume %q at %s; set %s to another path or remove that mount", c.Name, vm.Name, mountPath, contract.AnnotationMountPath)
+// mountPath, except a volume of the Secrets Store CSI driver mounted whole: its
+// mount's index is returned for ours to take its place (-1 for none).
+func checkMounts(pod *corev1.Pod, c *corev1.Container, mountPath string) (int, error) {
+	for i, vm := range c.VolumeMounts {
+		if vm.Name == contract.VolumeName || path.Clean(vm.MountPath) != mountPath {
+			continue
+		}
+		if v := volumeIndex(pod, vm.Name); v >= 0 && vm.SubPath == "" && vm.SubPathExpr == "" {
+			if csi := pod.Spec.Volumes[v].CSI; csi != nil && csi.Driver == contract.SecretsStoreDriverName {
+				return i, nil
+			}
+		}
+		return -1, deny(contract.AnnotationMountPath, "container %q already mounts volume %q at %s; set %s to another path or remove that mount", c.Name, vm.Name, mountPath, contract.AnnotationMountPath)
+	}
+	return -1, nil
+}
+
+// mounted reports whether any container of pod mounts the volume name.
+func mounted(pod *corev1.Pod, name string) bool {
+	for _, cs := range [][]corev1.Container{pod.Spec.InitContainers, pod.Spec.Containers} {
+		for _, c := range cs {
+			for _, vm := range c.VolumeMounts {
+				if vm.Name == name {
+					return true
+				}
+			}
 		}
 	}
-	return nil
+	for _, c := range pod.Spec.EphemeralContainers {
+		for _, vm := range c.VolumeMounts {
+			if vm.Name == name {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func mountsVolume(c *corev1.Container) bool {

@@ -179,6 +179,38 @@ func TestMutate(t *testing.T) {
 	otherMounts.Spec.Containers[0].VolumeMounts = []corev1.VolumeMount{{Name: "data", MountPath: "/data"}}
 	otherMounts.Spec.Volumes = []corev1.Volume{{Name: "data", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}}
 
+	// Half way through a migration: the Secrets Store CSI volume is still mounted at the
+	// path (in two containers, before an emptyDir that must keep its place).
+	ro := true
+	ssVolume := corev1.Volume{Name: "secrets-store-inline", VolumeSource: corev1.VolumeSource{CSI: &corev1.CSIVolumeSource{
+		Driver: contract.SecretsStoreDriverName, ReadOnly: &ro, VolumeAttributes: map[string]string{"secretProviderClass": "azure-kvname"}}}}
+	emptyDir := corev1.Volume{Name: "data", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}
+	ssMount := corev1.VolumeMount{Name: "secrets-store-inline", MountPath: "/mnt/secrets-store", ReadOnly: true}
+	ourMount := corev1.VolumeMount{Name: contract.VolumeName, MountPath: "/mnt/secrets-store", ReadOnly: true}
+	dataMount := corev1.VolumeMount{Name: "data", MountPath: "/data"}
+	halfMigrated := pod(tutorialAnnotations(), "nginx", "logger")
+	halfMigrated.Labels = map[string]string{contract.LabelPodIdentity: "azure-kv"}
+	halfMigrated.Spec.Volumes = []corev1.Volume{ssVolume, emptyDir}
+	halfMigrated.Spec.Containers[0].VolumeMounts = []corev1.VolumeMount{ssMount, dataMount}
+	halfMigrated.Spec.Containers[1].VolumeMounts = []corev1.VolumeMount{dataMount, ssMount}
+	halfMigratedWant := halfMigrated.DeepCopy()
+	halfMigratedWant.Annotations[contract.AnnotationStatus] = contract.StatusInjected
+	halfMigratedWant.Spec.Volumes = []corev1.Volume{emptyDir, csiVolume(podIdentityAttrs("az-key-vault-demo", tenant, tutorialObjects))}
+	halfMigratedWant.Spec.Containers[0].VolumeMounts = []corev1.VolumeMount{ourMount, dataMount}
+	halfMigratedWant.Spec.Containers[1].VolumeMounts = []corev1.VolumeMount{dataMount, ourMount}
+	// The Secrets Store volume is still mounted elsewhere by a container kvinject does
+	// not mount into: it stays.
+	stillUsed := halfMigrated.DeepCopy()
+	stillUsed.Annotations[contract.AnnotationContainers] = "nginx"
+	stillUsed.Spec.Containers[1].VolumeMounts = []corev1.VolumeMount{{Name: "secrets-store-inline", MountPath: "/etc/old"}}
+	stillUsedWant := stillUsed.DeepCopy()
+	stillUsedWant.Annotations[contract.AnnotationStatus] = contract.StatusInjected
+	stillUsedWant.Spec.Volumes = append(stillUsedWant.Spec.Volumes, csiVolume(podIdentityAttrs("az-key-vault-demo", tenant, tutorialObjects)))
+	stillUsedWant.Spec.Containers[0].VolumeMounts = []corev1.VolumeMount{ourMount, dataMount}
+	// A Secrets Store volume mounted by subPath is not the whole volume: refused.
+	subPath := halfMigrated.DeepCopy()
+	subPath.Spec.Containers[0].VolumeMounts[0].SubPath = "DATABASE_LOGIN"
+
 	foreignVolume := pod(tutorialAnnotations(), "nginx")
 	foreignVolume.Spec.Volumes = []corev1.Volume{{Name: contract.VolumeName, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}}
 
@@ -506,6 +538,28 @@ func TestMutate(t *testing.T) {
 			name:     "conflict: a container already mounts something at the mount path",
 			pod:      mountConflict,
 			wantDeny: `kvinject.io/mount-path: container "nginx" already mounts volume "data" at /mnt/secrets-store; set kvinject.io/mount-path to another path or remove that mount`,
+		},
+		{
+			name: "a Secrets Store CSI volume at the mount path gives way, and is left out once unmounted",
+			pod:  halfMigrated, want: halfMigratedWant,
+			wantWarnings: []string{
+				`container "nginx" mounted the Secrets Store CSI driver's volume "secrets-store-inline" at /mnt/secrets-store; kvinject's volume takes its place there, as kvinject.io/secrets asks: remove that mount (or kvinject.io/secrets to keep the Secrets Store volume)`,
+				`container "logger" mounted the Secrets Store CSI driver's volume "secrets-store-inline" at /mnt/secrets-store; kvinject's volume takes its place there, as kvinject.io/secrets asks: remove that mount (or kvinject.io/secrets to keep the Secrets Store volume)`,
+				`volume "secrets-store-inline" of the Secrets Store CSI driver is no longer mounted by any container and is left out of the pod: remove it from the pod template`,
+			},
+		},
+		{
+			name: "a Secrets Store CSI volume still mounted elsewhere stays",
+			pod:  stillUsed, want: stillUsedWant,
+			wantWarnings: []string{
+				`kvinject.io/containers: container "logger" is not listed, so it does not get the secrets`,
+				`container "nginx" mounted the Secrets Store CSI driver's volume "secrets-store-inline" at /mnt/secrets-store; kvinject's volume takes its place there, as kvinject.io/secrets asks: remove that mount (or kvinject.io/secrets to keep the Secrets Store volume)`,
+			},
+		},
+		{
+			name:     "conflict: a Secrets Store CSI volume's subPath at the mount path",
+			pod:      subPath,
+			wantDeny: `kvinject.io/mount-path: container "nginx" already mounts volume "secrets-store-inline" at /mnt/secrets-store; set kvinject.io/mount-path to another path or remove that mount`,
 		},
 		{
 			name:     "conflict: a foreign volume named kvinject-secrets",

@@ -19,6 +19,7 @@ import (
 
 	"github.com/kvinject/kvinject/internal/testkit"
 	"github.com/kvinject/kvinject/pkg/check"
+	"github.com/kvinject/kvinject/pkg/contract"
 )
 
 const tutorialObjects2 = `array:
@@ -64,7 +65,7 @@ func TestCheck(t *testing.T) {
 		return corev1.PodSpec{RestartPolicy: corev1.RestartPolicyNever, Containers: []corev1.Container{{Name: "c", Image: "nginx",
 			VolumeMounts: []corev1.VolumeMount{{Name: "secrets", MountPath: "/mnt/secrets-store", ReadOnly: true}}}},
 			Volumes: []corev1.Volume{{Name: "secrets", VolumeSource: corev1.VolumeSource{CSI: &corev1.CSIVolumeSource{
-				Driver: check.SecretsStoreDriver, ReadOnly: ptr.To(readOnly), VolumeAttributes: map[string]string{"secretProviderClass": class}}}}}}
+				Driver: contract.SecretsStoreDriverName, ReadOnly: ptr.To(readOnly), VolumeAttributes: map[string]string{"secretProviderClass": class}}}}}}
 	}
 	labels := map[string]string{"app": "x"}
 	deployment := func(name, class string, readOnly bool) *appsv1.Deployment {

@@ -18,6 +18,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/util/retry"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	crwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
@@ -442,4 +443,44 @@ func (w *warningRecorder) get() []string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return append([]string(nil), w.warnings...)
+}
+
+// TestSecretsStoreVolumeGivesWay: a pod half way through its migration (kvinject's
+// annotations, and the Secrets Store CSI volume still mounted at the same path) is
+// stored with kvinject's volume in that place and without the old volume, and the
+// client that created it is told which one won.
+func TestSecretsStoreVolumeGivesWay(t *testing.T) {
+	startWebhook(t)
+	ns := namespace(t, "half-migrated", nil)
+	var warnings warningRecorder
+	cfg := rest.CopyConfig(cp.Config)
+	cfg.WarningHandler = &warnings
+	c, err := client.New(cfg, client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := tutorialPod(ns, "half-migrated")
+	p.Labels = map[string]string{"aadpodidbinding": "azure-kv"}
+	p.Spec.Containers[0].VolumeMounts = []corev1.VolumeMount{{Name: "secrets-store-inline", MountPath: "/mnt/secrets-store", ReadOnly: true}}
+	p.Spec.Volumes = []corev1.Volume{{Name: "secrets-store-inline", VolumeSource: corev1.VolumeSource{CSI: &corev1.CSIVolumeSource{
+		Driver: contract.SecretsStoreDriverName, ReadOnly: ptr.To(true), VolumeAttributes: map[string]string{"secretProviderClass": "azure-kvname"}}}}}
+	if err := c.Create(t.Context(), p); err != nil {
+		t.Fatal(err)
+	}
+	var stored corev1.Pod
+	if err := cp.Client.Get(t.Context(), client.ObjectKeyFromObject(p), &stored); err != nil {
+		t.Fatal(err)
+	}
+	assertInjected(t, &stored, "azure-kv", wantVolume(tutorialAttrs("az-key-vault-demo", tutorialObjects)), "nginx")
+	if len(stored.Spec.Volumes) != 1 || len(stored.Spec.Containers[0].VolumeMounts) != 1 {
+		t.Errorf("stored pod keeps the Secrets Store volume or mount: volumes %v, mounts %v", stored.Spec.Volumes, stored.Spec.Containers[0].VolumeMounts)
+	}
+	want := []string{
+		`kvinject.io/tenant-id: using "72f988bf-86f1-41af-91ab-2d7cd011db47" from the cluster configuration`,
+		`container "nginx" mounted the Secrets Store CSI driver's volume "secrets-store-inline" at /mnt/secrets-store; kvinject's volume takes its place there, as kvinject.io/secrets asks: remove that mount (or kvinject.io/secrets to keep the Secrets Store volume)`,
+		`volume "secrets-store-inline" of the Secrets Store CSI driver is no longer mounted by any container and is left out of the pod: remove it from the pod template`,
+	}
+	if diff := cmp.Diff(want, warnings.get()); diff != "" {
+		t.Fatalf("warnings the client saw (-want +got):\n%s", diff)
+	}
 }
