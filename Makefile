@@ -95,6 +95,7 @@ fuzz: ## Run every fuzz target for FUZZTIME each (seeds run in test-unit anyway)
 	$(GO) test ./pkg/identity -run '^$$' -fuzz '^FuzzSelect$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./pkg/policy -run '^$$' -fuzz '^FuzzCheck$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./pkg/render -run '^$$' -fuzz '^FuzzRender$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./pkg/migrate -run '^$$' -fuzz '^FuzzMigrate$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s
 	$(GO) test ./test/emulator -run '^$$' -fuzz '^FuzzParseSeed$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s
 
 .PHONY: bench

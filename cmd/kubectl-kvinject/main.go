@@ -1,6 +1,8 @@
 // Command kubectl-kvinject is kvinject's kubectl plugin (kubectl kvinject ...), built
-// on the same packages as the webhook: render prints manifests with every pod template
-// mutated exactly as the webhook would mutate it.
+// on the same packages as the webhook and the node plugin: render prints manifests with
+// every pod template mutated exactly as the webhook would mutate it, check says which
+// Secrets Store CSI driver workloads of a cluster move to kvinject, and migrate
+// rewrites those whose files stay the same.
 package main
 
 import (
@@ -35,7 +37,7 @@ func newRoot(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 	root := &cobra.Command{
 		Use:           "kubectl-kvinject",
 		Annotations:   map[string]string{cobra.CommandDisplayNameAnnotation: "kubectl kvinject"},
-		Short:         "kvinject's kubectl plugin: see what kvinject does to your manifests",
+		Short:         "kvinject's kubectl plugin: see what kvinject does to your manifests, and move workloads over from the Secrets Store CSI driver",
 		Version:       version.Get(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
@@ -44,26 +46,80 @@ func newRoot(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 	root.SetIn(stdin)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newRender(), newCheck())
+	root.AddCommand(newRender(), newCheck(), newMigrate())
 	return root
 }
 
-func newRender() *cobra.Command {
-	var (
-		files, clusterFiles []string
-		configFile          string
-		namespace           string
-		cfg                 = mutate.DefaultConfig()
-	)
+// inputs are the flags render and migrate share: the manifests, and what stands for
+// the cluster (its configuration, Namespaces, ServiceAccounts and policies).
+type inputs struct {
+	files, clusterFiles []string
+	configFile          string
+	namespace           string
+	cfg                 mutate.Config
+	configFlags         *pflag.FlagSet
+}
+
+func newInputs() *inputs {
+	in := &inputs{cfg: mutate.DefaultConfig()}
 	// The cluster configuration's flags, which --config's file fills in.
-	configFlags := pflag.NewFlagSet("cluster configuration", pflag.ContinueOnError)
-	configFlags.StringVar(&cfg.Vault, "vault", cfg.Vault, "the cluster's default Key Vault")
-	configFlags.StringVar(&cfg.TenantID, "tenant-id", cfg.TenantID, "the cluster's default tenant")
-	configFlags.StringVar(&cfg.Identity, "identity", cfg.Identity, "the cluster's default AAD Pod Identity selector")
-	configFlags.StringVar(&cfg.CloudName, "cloud-name", cfg.CloudName, "the Azure cloud")
-	configFlags.StringVar(&cfg.DriverName, "driver-name", cfg.DriverName, "the CSI driver name the webhook writes")
-	configFlags.StringVar(&cfg.MountPath, "mount-path", cfg.MountPath, "the default mount path")
-	configFlags.IntVar(&cfg.MaxEntries, "max-entries", cfg.MaxEntries, "the longest alias list a pod may carry")
+	f := pflag.NewFlagSet("cluster configuration", pflag.ContinueOnError)
+	f.StringVar(&in.cfg.Vault, "vault", in.cfg.Vault, "the cluster's default Key Vault")
+	f.StringVar(&in.cfg.TenantID, "tenant-id", in.cfg.TenantID, "the cluster's default tenant")
+	f.StringVar(&in.cfg.Identity, "identity", in.cfg.Identity, "the cluster's default AAD Pod Identity selector")
+	f.StringVar(&in.cfg.CloudName, "cloud-name", in.cfg.CloudName, "the Azure cloud")
+	f.StringVar(&in.cfg.DriverName, "driver-name", in.cfg.DriverName, "the CSI driver name the webhook writes")
+	f.StringVar(&in.cfg.MountPath, "mount-path", in.cfg.MountPath, "the default mount path")
+	f.IntVar(&in.cfg.MaxEntries, "max-entries", in.cfg.MaxEntries, "the longest alias list a pod may carry")
+	in.configFlags = f
+	return in
+}
+
+func (in *inputs) bind(cmd *cobra.Command, what string) {
+	f := cmd.Flags()
+	f.AddFlagSet(in.configFlags)
+	f.StringSliceVarP(&in.files, "filename", "f", nil, what+": a file, a directory (its .yaml, .yml and .json files) or - for standard input; repeatable")
+	f.StringSliceVar(&in.clusterFiles, "cluster", nil, "files or directories with the cluster's Namespaces, ServiceAccounts and KeyVaultAccessPolicies")
+	f.StringVar(&in.configFile, "config", "", "the webhook's cluster configuration file (config.yaml of the kvinject-webhook-config ConfigMap)")
+	f.StringVarP(&in.namespace, "namespace", "n", "default", "namespace of objects that name none")
+}
+
+// read returns the manifests and the render options.
+func (in *inputs) read(cmd *cobra.Command) ([]render.Document, render.Options, error) {
+	if len(in.files) == 0 {
+		return nil, render.Options{}, fmt.Errorf("%s needs -f FILE, -f DIR or -f - (standard input)", cmd.Name())
+	}
+	if in.configFile != "" {
+		// As the webhook does: the file over the defaults, then what was given
+		// explicitly again, so that it wins over the file.
+		explicit := map[string]string{}
+		cmd.Flags().Visit(func(f *pflag.Flag) {
+			if in.configFlags.Lookup(f.Name) != nil {
+				explicit[f.Name] = f.Value.String()
+			}
+		})
+		if err := mutate.LoadConfigFile(&in.cfg, in.configFile); err != nil {
+			return nil, render.Options{}, err
+		}
+		for name, v := range explicit {
+			if err := cmd.Flags().Set(name, v); err != nil {
+				return nil, render.Options{}, err
+			}
+		}
+	}
+	docs, err := readAll(cmd.InOrStdin(), in.files)
+	if err != nil {
+		return nil, render.Options{}, err
+	}
+	cluster, err := readAll(nil, in.clusterFiles)
+	if err != nil {
+		return nil, render.Options{}, err
+	}
+	return docs, render.Options{Config: in.cfg, Namespace: in.namespace, Cluster: cluster}, nil
+}
+
+func newRender() *cobra.Command {
+	in := newInputs()
 	cmd := &cobra.Command{
 		Use:   "render -f FILE|DIR|-",
 		Short: "Print manifests with every pod template mutated as the kvinject webhook would",
@@ -79,36 +135,11 @@ KeyVaultAccessPolicies from the input itself or from --cluster files.`,
   helm template my-app ./chart | kubectl kvinject render -f - --config kvinject-config.yaml --cluster namespaces.yaml`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if len(files) == 0 {
-				return fail(cmd, errors.New("render needs -f FILE, -f DIR or -f - (standard input)"))
-			}
-			if configFile != "" {
-				// As the webhook does: the file over the defaults, then what was given
-				// explicitly again, so that it wins over the file.
-				explicit := map[string]string{}
-				cmd.Flags().Visit(func(f *pflag.Flag) {
-					if configFlags.Lookup(f.Name) != nil {
-						explicit[f.Name] = f.Value.String()
-					}
-				})
-				if err := mutate.LoadConfigFile(&cfg, configFile); err != nil {
-					return fail(cmd, err)
-				}
-				for name, v := range explicit {
-					if err := cmd.Flags().Set(name, v); err != nil {
-						return fail(cmd, err)
-					}
-				}
-			}
-			docs, err := readAll(cmd.InOrStdin(), files)
+			docs, opts, err := in.read(cmd)
 			if err != nil {
 				return fail(cmd, err)
 			}
-			cluster, err := readAll(nil, clusterFiles)
-			if err != nil {
-				return fail(cmd, err)
-			}
-			results, err := render.Render(cmd.Context(), docs, render.Options{Config: cfg, Namespace: namespace, Cluster: cluster})
+			results, err := render.Render(cmd.Context(), docs, opts)
 			if err != nil {
 				return fail(cmd, err)
 			}
@@ -133,12 +164,7 @@ KeyVaultAccessPolicies from the input itself or from --cluster files.`,
 			return nil
 		},
 	}
-	f := cmd.Flags()
-	f.AddFlagSet(configFlags)
-	f.StringSliceVarP(&files, "filename", "f", nil, "manifests to render: a file, a directory (its .yaml, .yml and .json files) or - for standard input; repeatable")
-	f.StringSliceVar(&clusterFiles, "cluster", nil, "files or directories with the cluster's Namespaces, ServiceAccounts and KeyVaultAccessPolicies")
-	f.StringVar(&configFile, "config", "", "the webhook's cluster configuration file (config.yaml of the kvinject-webhook-config ConfigMap)")
-	f.StringVarP(&namespace, "namespace", "n", "default", "namespace of objects that name none")
+	in.bind(cmd, "manifests to render")
 	return cmd
 }
 

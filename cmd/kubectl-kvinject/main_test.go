@@ -75,3 +75,76 @@ spec: {containers: [{name: c, image: nginx}]}
 		t.Errorf("render without -f: %v %s", err, errOut)
 	}
 }
+
+// TestMigrateCommand: kubectl kvinject migrate prints every document, the workload
+// that moves rewritten, says what it did on standard error, and exits non-zero when a
+// workload was left as it was.
+func TestMigrateCommand(t *testing.T) {
+	before, err := os.ReadFile("../../pkg/migrate/testdata/before.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	after, err := os.ReadFile("../../pkg/migrate/testdata/after.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := func(stdin string, args ...string) (string, string, error) {
+		var out, errOut bytes.Buffer
+		root := newRoot(strings.NewReader(stdin), &out, &errOut)
+		root.SetArgs(args)
+		err := root.Execute()
+		return out.String(), errOut.String(), err
+	}
+	out, errOut, err := run(string(before), "migrate", "-f", "-")
+	if err != nil {
+		t.Fatalf("migrate: %v\n%s", err, errOut)
+	}
+	if out != string(after) {
+		t.Errorf("output:\n%s\nwant pkg/migrate/testdata/after.yaml:\n%s", out, after)
+	}
+	if !strings.HasPrefix(errOut, "migrated: -#2 Deployment shop/shop-web\n") {
+		t.Errorf("stderr:\n%s", errOut)
+	}
+
+	// Without its SecretProviderClass, the Deployment stays as it was.
+	deployment := string(before[strings.Index(string(before), "apiVersion: apps/v1"):])
+	out, errOut, err = run(deployment, "migrate", "-f", "-")
+	if err == nil {
+		t.Fatal("a workload left as it was exited with success")
+	}
+	if strings.TrimSpace(out) != strings.TrimSpace(deployment) {
+		t.Errorf("the workload left as it was is printed changed:\n%s", out)
+	}
+	want := "left as it was: -#1 Deployment shop/shop-web\n" +
+		"  - volume secrets-store-inline: SecretProviderClass shop/shop-db not found (or not provider azure)\n" +
+		"Error: 1 of 1 workloads left as they were\n"
+	if errOut != want {
+		t.Errorf("stderr:\n%s\nwant:\n%s", errOut, want)
+	}
+	if _, errOut, err := run("", "migrate"); err == nil || !strings.Contains(errOut, "migrate needs -f FILE") {
+		t.Errorf("migrate without -f: %v %s", err, errOut)
+	}
+}
+
+// TestREADMEShowsTheHelp: the README's kubectl kvinject --help is the plugin's.
+func TestREADMEShowsTheHelp(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const start = "$ kubectl kvinject --help\n"
+	i := strings.Index(string(readme), start)
+	if i < 0 {
+		t.Fatalf("README.md lacks %q", start)
+	}
+	shown, _, _ := strings.Cut(string(readme[i+len(start):]), "```")
+	var out bytes.Buffer
+	root := newRoot(strings.NewReader(""), &out, &out)
+	root.SetArgs([]string{"--help"})
+	if err := root.Execute(); err != nil {
+		t.Fatal(err)
+	}
+	if shown != out.String() {
+		t.Fatalf("README.md shows:\n%s\nkubectl kvinject --help prints:\n%s", shown, out.String())
+	}
+}

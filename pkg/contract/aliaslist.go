@@ -120,6 +120,12 @@ func parseEntry(text string) (o Object, rule string) {
 		return o, err.Error()
 	}
 	o.Name = head
+	if o.Alias == "" {
+		// The name is the file name: a name Key Vault allows may not be one ("-").
+		if err := ValidateAlias(head); err != nil {
+			return o, err.Error() + ": give the file a name with \"=alias\""
+		}
+	}
 
 	if options != "" {
 		if rule := parseOptions(&o, options); rule != "" {
@@ -175,4 +181,44 @@ func parseOptions(o *Object, options string) (rule string) {
 		}
 	}
 	return ""
+}
+
+// FormatAliasList writes objects as a kvinject.io/secrets alias list: the inverse of
+// ParseAliasList, whose result it gives back when parsed. kubectl kvinject migrate
+// turns a SecretProviderClass's objects into the annotation with it. An object that
+// fails Validate is an error naming it (objectVersionHistory 0 and 1, one version, are
+// what every entry mounts and are not written).
+func FormatAliasList(objects []Object) (string, error) {
+	if len(objects) == 0 {
+		return "", errors.New("no objects: an alias list names at least one")
+	}
+	entries := make([]string, 0, len(objects))
+	for i, o := range objects {
+		if err := o.Validate(); err != nil {
+			return "", fmt.Errorf("object %d %q: %w", i+1, truncate(o.Name, maxEchoed), err)
+		}
+		var b strings.Builder
+		if t := o.ObjectType(); t != TypeSecret {
+			b.WriteString(string(t) + ":")
+		}
+		b.WriteString(o.Name)
+		if o.Version != "" {
+			b.WriteString("@" + strings.ToLower(o.Version))
+		}
+		if o.Alias != "" {
+			b.WriteString("=" + o.Alias)
+		}
+		if o.Format != "" {
+			b.WriteString(";format=" + o.Format)
+		}
+		if o.Encoding != "" {
+			b.WriteString(";encoding=" + o.Encoding)
+		}
+		if o.FilePermission != "" {
+			m, _ := ParseMode(o.FilePermission) // Validate checked it
+			fmt.Fprintf(&b, ";mode=%04o", m)
+		}
+		entries = append(entries, b.String())
+	}
+	return strings.Join(entries, ", "), nil
 }

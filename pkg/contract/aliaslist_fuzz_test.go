@@ -2,12 +2,14 @@ package contract
 
 import (
 	"errors"
+	"slices"
 	"testing"
 )
 
 // FuzzParseAliasList checks that the parser never panics, that every error is an EntryError,
 // and that every accepted list obeys the grammar: valid objects, unique file names,
-// no more entries than allowed, and a volume attribute that parses back the same.
+// no more entries than allowed, a volume attribute that parses back the same, and an
+// alias list written back by FormatAliasList that parses to the same objects.
 // Seeds: testdata/fuzz/FuzzParseAliasList.
 func FuzzParseAliasList(f *testing.F) {
 	for _, s := range []string{
@@ -58,6 +60,18 @@ func FuzzParseAliasList(f *testing.F) {
 			if back[i] != objects[i] {
 				t.Fatalf("round trip changed object %d: %+v != %+v", i, back[i], objects[i])
 			}
+		}
+		// FormatAliasList is ParseAliasList's inverse.
+		formatted, err := FormatAliasList(objects)
+		if err != nil {
+			t.Fatalf("FormatAliasList of an accepted list: %v", err)
+		}
+		again, err := ParseAliasList(formatted, max)
+		if err != nil {
+			t.Fatalf("FormatAliasList wrote %q, which does not parse: %v", formatted, err)
+		}
+		if !slices.Equal(again, objects) {
+			t.Fatalf("FormatAliasList changed the objects: %q gives %+v, want %+v", formatted, again, objects)
 		}
 	})
 }

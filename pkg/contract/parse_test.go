@@ -85,3 +85,34 @@ func TestParseAliasListSameObjectTwice(t *testing.T) {
 		t.Fatalf("one secret in two encodings: %v", err)
 	}
 }
+
+// TestFormatAliasList: objects as a SecretProviderClass states them become the alias
+// list that parses back to them, defaults left out; what the grammar cannot say is an
+// error naming the object.
+func TestFormatAliasList(t *testing.T) {
+	objects := []Object{
+		{Name: "DatabaseLogin", Alias: "DATABASE_LOGIN", Type: TypeSecret},
+		{Name: "web-tls", Alias: "tls.pem", Type: TypeCert},
+		{Name: "signing", Alias: "old.key", Version: "0123456789ABCDEF0123456789abcdef", FilePermission: "400"},
+		{Name: "sign-key", Alias: "sign-key", Type: TypeKey, VersionHistory: "1"},
+		{Name: "tls", Format: FormatPFX},
+		{Name: "blob", Encoding: EncodingBase64, FilePermission: "0o440"},
+	}
+	got, err := FormatAliasList(objects)
+	want := "DatabaseLogin=DATABASE_LOGIN, cert:web-tls=tls.pem, signing@0123456789abcdef0123456789abcdef=old.key;mode=0400, key:sign-key=sign-key, tls;format=pfx, blob;encoding=base64;mode=0440"
+	if err != nil || got != want {
+		t.Fatalf("FormatAliasList = %q, %v\nwant %q", got, err, want)
+	}
+	for _, tc := range []struct {
+		objects []Object
+		want    string
+	}{
+		{nil, "no objects: an alias list names at least one"},
+		{[]Object{{Name: "a"}, {Name: "b", VersionHistory: "3"}}, `object 2 "b": invalid object: objectVersionHistory: "3" is not supported: kvinject mounts one version per object`},
+		{[]Object{{Name: "a/b"}}, `object 1 "a/b": invalid object: objectName:`},
+	} {
+		if _, err := FormatAliasList(tc.objects); err == nil || !strings.HasPrefix(err.Error(), tc.want) {
+			t.Errorf("FormatAliasList(%+v) = %v, want %q", tc.objects, err, tc.want)
+		}
+	}
+}

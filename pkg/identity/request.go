@@ -128,7 +128,7 @@ func Select(a Attributes, volumeContext, secrets map[string]string, audience str
 		PodNamespace: volumeContext[contract.ContextPodNamespace],
 		PodUID:       volumeContext[contract.ContextPodUID],
 	}
-	podIdentity, err := parseBool("usePodIdentity", a.UsePodIdentity)
+	podIdentity, err := a.PodIdentity()
 	if err != nil {
 		return Request{}, err
 	}
@@ -223,6 +223,12 @@ func RefuseNodeIdentity(a Attributes) error {
 		return fmt.Errorf("%w: the volume asks for the node's managed identity (useVMManagedIdentity/userAssignedIdentityID), which every pod on the node could use; use pod identity (usePodIdentity), workload identity (clientID) or a service principal (nodePublishSecretRef)", ErrNodeIdentity)
 	}
 	return nil
+}
+
+// PodIdentity reports whether the attributes ask for AAD Pod Identity (usePodIdentity),
+// which the Azure provider's order puts before a client ID.
+func (a Attributes) PodIdentity() (bool, error) {
+	return parseBool("usePodIdentity", a.UsePodIdentity)
 }
 
 func parseBool(field, v string) (bool, error) {

@@ -95,6 +95,13 @@ var podTemplatePaths = map[string]string{
 	"v1/ReplicationController": "/spec/template",
 }
 
+// TemplatePath is where a workload kind keeps its pod template, as a JSON pointer (""
+// for a Pod itself); ok is false for kinds without one.
+func TemplatePath(apiVersion, kind string) (path string, ok bool) {
+	path, ok = podTemplatePaths[apiVersion+"/"+kind]
+	return path, ok
+}
+
 type head struct {
 	APIVersion string `json:"apiVersion"`
 	Kind       string `json:"kind"`
