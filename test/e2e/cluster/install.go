@@ -12,6 +12,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/kvinject/kvinject/internal/chartrender"
@@ -189,6 +190,12 @@ func (c *Cluster) ReapplyChart(ctx context.Context, overrides map[string]any) er
 // renderChart renders the whole chart with ChartValues (top-level keys replaced by
 // overrides) into one file.
 func (c *Cluster) renderChart(ep emulator.Endpoints, caPEM []byte, overrides map[string]any) (string, error) {
+	return c.renderRelease(ep, caPEM, Release, Namespace, overrides, nil)
+}
+
+// renderRelease renders the chart as release in namespace, keeping only the templates
+// keep accepts (nil: all), into one file named after the release.
+func (c *Cluster) renderRelease(ep emulator.Endpoints, caPEM []byte, release, namespace string, overrides map[string]any, keep func(source string) bool) (string, error) {
 	values, err := c.ChartValues(ep, caPEM)
 	if err != nil {
 		return "", err
@@ -197,7 +204,7 @@ func (c *Cluster) renderChart(ep emulator.Endpoints, caPEM []byte, overrides map
 		values[k] = v
 	}
 	docs, err := chartrender.Render(chartrender.Options{
-		ChartDir: image.Chart(filepath.Join(c.opts.Dir, "images")), ReleaseName: Release, Namespace: Namespace,
+		ChartDir: image.Chart(filepath.Join(c.opts.Dir, "images")), ReleaseName: release, Namespace: namespace,
 		Values: values,
 	})
 	if err != nil {
@@ -205,10 +212,54 @@ func (c *Cluster) renderChart(ep emulator.Endpoints, caPEM []byte, overrides map
 	}
 	var out []string
 	for _, d := range docs {
-		out = append(out, "# Source: "+d.Source+"\n"+d.YAML)
+		if keep == nil || keep(d.Source) {
+			out = append(out, "# Source: "+d.Source+"\n"+d.YAML)
+		}
 	}
-	file := c.path("kvinject-chart.yaml")
+	file := c.path(release + "-chart.yaml")
 	return file, os.WriteFile(file, []byte(strings.Join(out, "\n---\n")), 0o644)
+}
+
+// SecretsStoreStandIn is the Secrets Store CSI driver's name, under which
+// InstallSecretsStoreStandIn registers a second node plugin.
+const SecretsStoreStandIn = contract.SecretsStoreDriverName
+
+// InstallSecretsStoreStandIn renders the chart's node plugin alone (its DaemonSet,
+// CSIDriver, ServiceAccount and RBAC) as a second release, release in namespace,
+// registered as the Secrets Store CSI driver (secrets-store.csi.k8s.io) on its own
+// ports, and applies it. It stands in for the Secrets Store CSI driver and its Azure
+// provider, which cannot be built here (their modules are not served by the module
+// proxy): kvinject's plugin serves SecretProviderClass volumes as that provider does.
+// It returns the applied file, for kubectl delete -f.
+func (c *Cluster) InstallSecretsStoreStandIn(ctx context.Context, release, namespace string) (string, error) {
+	ep, err := emulator.LoadEndpoints(filepath.Join(c.path("emulator"), emulator.EndpointsFileName))
+	if err != nil {
+		return "", err
+	}
+	caPEM, err := os.ReadFile(c.path("pki", "ca.crt"))
+	if err != nil {
+		return "", err
+	}
+	values, err := c.ChartValues(ep, caPEM)
+	if err != nil {
+		return "", err
+	}
+	csi := values["csi"].(map[string]any)
+	csi["metricsPort"], csi["healthPort"] = CSIMetricsPort+10, CSIHealthPort+10
+	csi["secretProviderClassCRD"] = map[string]any{"install": false} // the first release's
+	file, err := c.renderRelease(ep, caPEM, release, namespace, map[string]any{"driverName": SecretsStoreStandIn, "csi": csi},
+		func(source string) bool { return strings.HasPrefix(source, "templates/csi/") })
+	if err != nil {
+		return "", err
+	}
+	if _, err := c.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return "", err
+	}
+	if o, err := c.Kubectl(ctx, "apply", "--server-side", "-f", file); err != nil {
+		return "", fmt.Errorf("apply the stand-in: %w: %s", err, o)
+	}
+	return file, c.waitForCluster(ctx, "the Secrets Store stand-in", 60*time.Second, "app.kubernetes.io/component=csi-node",
+		func(ctx context.Context) error { return c.registered(ctx, SecretsStoreStandIn) })
 }
 
 // webhookSecret is the kubernetes.io/tls Secret the chart's webhook serves.
@@ -267,16 +318,21 @@ func (c *Cluster) waitForCluster(ctx context.Context, what string, timeout time.
 
 // driverRegistered reports whether the node plugin has registered with the kubelet.
 func (c *Cluster) driverRegistered(ctx context.Context) error {
+	return c.registered(ctx, DriverName)
+}
+
+// registered reports whether the CSI driver name has registered with the kubelet.
+func (c *Cluster) registered(ctx context.Context, name string) error {
 	n, err := c.Client.StorageV1().CSINodes().Get(ctx, NodeName, metav1.GetOptions{})
 	if err != nil {
 		return err
 	}
 	for _, d := range n.Spec.Drivers {
-		if d.Name == DriverName {
+		if d.Name == name {
 			return nil
 		}
 	}
-	return fmt.Errorf("driver %s not registered with the kubelet yet", DriverName)
+	return fmt.Errorf("driver %s not registered with the kubelet yet", name)
 }
 
 // Kubectl runs the cluster's kubectl with the admin kubeconfig and returns its
