@@ -18,7 +18,7 @@ func newMigrate() *cobra.Command {
 through the Secrets Store CSI driver (secrets-store.csi.k8s.io) rewritten into
 kvinject's annotations: the volume and its mounts removed, kvinject.io/secrets,
 kvinject.io/vault, kvinject.io/tenant-id, kvinject.io/identity or kvinject.io/client-id,
-and where needed kvinject.io/mount-path and kvinject.io/containers added.
+kvinject.io/mount-path, and where needed kvinject.io/containers added.
 
 It rewrites a workload only where the mounted files stay the same: same names,
 contents, modes and identity. It proves that for each one: the webhook's own code
@@ -28,6 +28,8 @@ printed as it was and the reasons go to standard error; the exit status is then 
 
 SecretProviderClasses come from the input or from --cluster files; the cluster
 configuration, Namespaces, ServiceAccounts and KeyVaultAccessPolicies as for render.
+Give --config the webhook's configuration (the config.yaml of the
+kvinject-webhook-config ConfigMap): the check then uses the cluster's cloud and limits.
 Rewritten documents are printed with their keys in order; the others as given.`,
 		Example: `  kubectl kvinject migrate -f deploy.yaml -f secretproviderclass.yaml > deploy.kvinject.yaml
   kubectl get deploy web -o yaml | kubectl kvinject migrate -f - --cluster spc.yaml --config kvinject-config.yaml`,

@@ -61,6 +61,16 @@ func Migrate(ctx context.Context, docs []render.Document, o render.Options) ([]r
 	out := make([]render.Document, 0, len(docs))
 	var outcomes []Outcome
 	for _, d := range docs {
+		if items := listItems(d, o.Namespace); len(items) > 0 {
+			// A List is printed as given; its workloads of the Secrets Store driver are
+			// named, not rewritten.
+			out = append(out, d)
+			for _, w := range items {
+				outcomes = append(outcomes, Outcome{Source: d.Source, Kind: w.kind, Namespace: w.namespace, Name: w.name,
+					Reasons: []string{"it is an item of a List, and migrate rewrites whole documents: give it as a document of its own"}})
+			}
+			continue
+		}
 		w, err := parse(d, o.Namespace)
 		if err != nil || w == nil || len(w.secretsStore()) == 0 {
 			out = append(out, d) // not a workload, or none of ours: as given
@@ -78,6 +88,30 @@ func Migrate(ctx context.Context, docs []render.Document, o render.Options) ([]r
 		outcomes = append(outcomes, oc)
 	}
 	return out, outcomes, nil
+}
+
+// listItems returns the workloads with a Secrets Store volume among the items of d, if
+// d is a List.
+func listItems(d render.Document, defaultNS string) []*workload {
+	js, err := yaml.YAMLToJSON(d.Data)
+	if err != nil {
+		return nil
+	}
+	var list struct {
+		Kind  string            `json:"kind"`
+		Items []json.RawMessage `json:"items"`
+	}
+	if json.Unmarshal(js, &list) != nil || list.Kind != "List" {
+		return nil
+	}
+	var out []*workload
+	for i, item := range list.Items {
+		w, err := parse(render.Document{Source: fmt.Sprintf("%s items[%d]", d.Source, i), Data: item}, defaultNS)
+		if err == nil && w != nil && len(w.secretsStore()) > 0 {
+			out = append(out, w)
+		}
+	}
+	return out
 }
 
 // class is a SecretProviderClass of the input.
@@ -268,9 +302,9 @@ func (w *workload) migrate(ctx context.Context, classes map[string]class, o rend
 		reasons = append(reasons, fmt.Sprintf("SecretProviderClass %s: %v", className, err))
 	}
 	annotations[contract.AnnotationSecrets] = list
-	if mountPath != o.Config.MountPath {
-		annotations[contract.AnnotationMountPath] = mountPath
-	}
+	// Explicit, like the vault and the tenant: the workload's files must not move when
+	// the cluster's default mount path changes.
+	annotations[contract.AnnotationMountPath] = mountPath
 	if names := containerNames(w.tmpl.Spec); len(mounts) < len(names) {
 		var in []string
 		for _, m := range mounts {

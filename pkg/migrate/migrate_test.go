@@ -135,10 +135,11 @@ func TestMigrate(t *testing.T) {
 			name:  "pod identity from the label, every container, ignored parameters noted",
 			input: podIDClass + "---\n" + deployment("api", ", aadpodidbinding: shop-id", appMount+"\n- name: init2\n  image: busybox\n  volumeMounts: [{name: secrets, mountPath: /mnt/secrets-store/}]", ssVol("podid")+"\n- {name: cache, emptyDir: {}}"),
 			annotations: map[string]string{
-				"kvinject.io/secrets":   "DatabaseLogin=DATABASE_LOGIN, cert:web-tls;mode=0440, blob@0123456789abcdef0123456789abcdef;encoding=base64",
-				"kvinject.io/vault":     "shop-kv",
-				"kvinject.io/tenant-id": tenant,
-				"kvinject.io/identity":  "shop-id",
+				"kvinject.io/secrets":    "DatabaseLogin=DATABASE_LOGIN, cert:web-tls;mode=0440, blob@0123456789abcdef0123456789abcdef;encoding=base64",
+				"kvinject.io/vault":      "shop-kv",
+				"kvinject.io/tenant-id":  tenant,
+				"kvinject.io/identity":   "shop-id",
+				"kvinject.io/mount-path": "/mnt/secrets-store",
 			},
 			containers: "- image: nginx\n  name: app\n  resources: {}\n- image: busybox\n  name: init2\n  resources: {}\n",
 			notes: []string{
@@ -188,6 +189,11 @@ func TestMigrate(t *testing.T) {
 			input: spc("twice", "clientID: x\nkeyvaultName: shop-kv\ntenantId: "+tenant+"\nobjects: |\n  array:\n    - |\n      objectName: a\n    - |\n      objectName: a\n      objectAlias: b") +
 				"---\n" + deployment("twice", "", appMount, ssVol("twice")),
 			reasons: []string{`volume secrets: SecretProviderClass twice cannot move: invalid volume: objects: invalid object: objects[0] and objects[1] both read secret "a" (same version, format and encoding); list it once`},
+		},
+		{
+			name:    "an item of a List",
+			input:   wiClass + "---\napiVersion: v1\nkind: List\nitems:\n" + "- " + strings.TrimSpace(indent(deployment("listed", "", appMount, ssVol("wi")), "  ")) + "\n",
+			reasons: []string{"it is an item of a List, and migrate rewrites whole documents: give it as a document of its own"},
 		},
 		{
 			name: "a policy refuses the vault: the webhook's words",
