@@ -8,6 +8,16 @@ import (
 	"testing"
 )
 
+// run runs kubectl kvinject with args and stdin, as kubectl runs a plugin, and returns
+// its standard output and error.
+func run(stdin string, args ...string) (string, string, error) {
+	var out, errOut bytes.Buffer
+	root := newRoot(strings.NewReader(stdin), &out, &errOut)
+	root.SetArgs(args)
+	err := root.Execute()
+	return out.String(), errOut.String(), err
+}
+
 // TestRenderCommand runs kubectl kvinject render as kubectl runs a plugin: a file and
 // standard input, the configuration from --config, a denial on standard error and a
 // non-zero result.
@@ -31,13 +41,6 @@ kind: Pod
 metadata: {name: q, annotations: {kvinject.io/secrets: "x=a/b", kvinject.io/identity: app}}
 spec: {containers: [{name: c, image: nginx}]}
 `
-	run := func(stdin string, args ...string) (string, string, error) {
-		var out, errOut bytes.Buffer
-		root := newRoot(strings.NewReader(stdin), &out, &errOut)
-		root.SetArgs(args)
-		err := root.Execute()
-		return out.String(), errOut.String(), err
-	}
 
 	out, errOut, err := run("", "render", "-f", good, "--config", config)
 	if err != nil {
@@ -88,13 +91,6 @@ func TestMigrateCommand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	run := func(stdin string, args ...string) (string, string, error) {
-		var out, errOut bytes.Buffer
-		root := newRoot(strings.NewReader(stdin), &out, &errOut)
-		root.SetArgs(args)
-		err := root.Execute()
-		return out.String(), errOut.String(), err
-	}
 	out, errOut, err := run(string(before), "migrate", "-f", "-")
 	if err != nil {
 		t.Fatalf("migrate: %v\n%s", err, errOut)
@@ -138,13 +134,11 @@ func TestREADMEShowsTheHelp(t *testing.T) {
 		t.Fatalf("README.md lacks %q", start)
 	}
 	shown, _, _ := strings.Cut(string(readme[i+len(start):]), "```")
-	var out bytes.Buffer
-	root := newRoot(strings.NewReader(""), &out, &out)
-	root.SetArgs([]string{"--help"})
-	if err := root.Execute(); err != nil {
+	out, _, err := run("", "--help")
+	if err != nil {
 		t.Fatal(err)
 	}
-	if shown != out.String() {
-		t.Fatalf("README.md shows:\n%s\nkubectl kvinject --help prints:\n%s", shown, out.String())
+	if shown != out {
+		t.Fatalf("README.md shows:\n%s\nkubectl kvinject --help prints:\n%s", shown, out)
 	}
 }
