@@ -227,12 +227,6 @@ func (w *workload) secretsStore() []corev1.Volume {
 	return out
 }
 
-// mount is one container's mount of the Secrets Store volume.
-type mount struct {
-	container string
-	vm        corev1.VolumeMount
-}
-
 // migrate returns the rewritten document, or the reasons it cannot be (the document is
 // then not used); notes either way.
 func (w *workload) migrate(ctx context.Context, classes map[string]class, o render.Options) (render.Document, []string, []string) {
@@ -256,11 +250,11 @@ func (w *workload) migrate(ctx context.Context, classes map[string]class, o rend
 			findings[name] = f
 		}
 	}
-	verdict, _ := check.Workload(w.kind, w.namespace, w.name, w.tmpl.Spec, findings)
-	if verdict.Verdict == check.Cannot {
-		return render.Document{}, verdict.Problems, nil
+	finding, _ := check.Workload(w.kind, w.namespace, w.name, w.tmpl.Spec, findings)
+	if finding.Verdict == check.Cannot {
+		return render.Document{}, finding.Problems, nil
 	}
-	notes := append([]string(nil), verdict.Changes...)
+	notes := append([]string(nil), finding.Changes...)
 	className := vol.CSI.VolumeAttributes[contract.AttrSecretProviderClass]
 	params, err := csi.CheckClass(w.namespace+"/"+className, classes[className].spec)
 	if err != nil {
@@ -272,7 +266,7 @@ func (w *workload) migrate(ctx context.Context, classes map[string]class, o rend
 	}
 
 	var reasons []string
-	mounts, mountPath, why := mountsOf(w.tmpl.Spec, vol.Name)
+	mounting, mountPath, why := mountsOf(w.tmpl.Spec, vol.Name)
 	reasons = append(reasons, why...)
 	annotations := map[string]string{contract.AnnotationVault: before.Vault}
 	if t := strings.TrimSpace(before.Identity.TenantID); t != "" {
@@ -305,12 +299,8 @@ func (w *workload) migrate(ctx context.Context, classes map[string]class, o rend
 	// Explicit, like the vault and the tenant: the workload's files must not move when
 	// the cluster's default mount path changes.
 	annotations[contract.AnnotationMountPath] = mountPath
-	if names := containerNames(w.tmpl.Spec); len(mounts) < len(names) {
-		var in []string
-		for _, m := range mounts {
-			in = append(in, m.container)
-		}
-		annotations[contract.AnnotationContainers] = strings.Join(in, ",")
+	if len(mounting) < len(containerNames(w.tmpl.Spec)) {
+		annotations[contract.AnnotationContainers] = strings.Join(mounting, ",")
 	}
 	if len(reasons) > 0 {
 		return render.Document{}, reasons, notes
@@ -336,15 +326,15 @@ func (w *workload) migrate(ctx context.Context, classes map[string]class, o rend
 	if err != nil {
 		return render.Document{}, []string{err.Error()}, notes
 	}
-	if diffs := compare(w, mutated, before, mounts, mountPath, podIdentity, o.Config.MaxEntries); len(diffs) > 0 {
+	if diffs := compare(w, mutated, before, mounting, mountPath, podIdentity, o.Config.MaxEntries); len(diffs) > 0 {
 		return render.Document{}, diffs, notes
 	}
 	return rewritten, nil, notes
 }
 
-// mountsOf returns the containers' mounts of volume and their one path, or why they
-// cannot become kvinject's mount.
-func mountsOf(spec corev1.PodSpec, volume string) (mounts []mount, mountPath string, reasons []string) {
+// mountsOf returns the containers that mount volume and its one path, or why their
+// mounts cannot become kvinject's.
+func mountsOf(spec corev1.PodSpec, volume string) (containers []string, mountPath string, reasons []string) {
 	paths := map[string]bool{}
 	for _, cs := range [][]corev1.Container{spec.InitContainers, spec.Containers} {
 		for _, c := range cs {
@@ -355,7 +345,7 @@ func mountsOf(spec corev1.PodSpec, volume string) (mounts []mount, mountPath str
 				if vm.SubPath != "" || vm.SubPathExpr != "" {
 					reasons = append(reasons, fmt.Sprintf("container %q mounts part of volume %s (subPath), and kvinject mounts the whole volume: mount it whole first", c.Name, volume))
 				}
-				mounts = append(mounts, mount{container: c.Name, vm: vm})
+				containers = append(containers, c.Name)
 				paths[path.Clean(vm.MountPath)] = true
 			}
 		}
@@ -375,7 +365,7 @@ func mountsOf(spec corev1.PodSpec, volume string) (mounts []mount, mountPath str
 		sort.Strings(ps)
 		reasons = append(reasons, fmt.Sprintf("the containers mount volume %s at %d paths (%s) and kvinject mounts at one: use one path first", volume, len(ps), strings.Join(ps, ", ")))
 	}
-	return mounts, mountPath, reasons
+	return containers, mountPath, reasons
 }
 
 func containerNames(spec corev1.PodSpec) []string {
@@ -460,7 +450,7 @@ func without(list any, name string) any {
 
 // compare says how the files of the webhook's volume in mutated would differ from the
 // Secrets Store volume's in w, nothing when they would not.
-func compare(w, mutated *workload, before csi.Parameters, mounts []mount, mountPath string, podIdentity bool, maxObjects int) []string {
+func compare(w, mutated *workload, before csi.Parameters, mounting []string, mountPath string, podIdentity bool, maxObjects int) []string {
 	var vol *corev1.Volume
 	for i := range mutated.tmpl.Spec.Volumes {
 		if v := &mutated.tmpl.Spec.Volumes[i]; v.Name == contract.VolumeName && v.CSI != nil {
@@ -507,8 +497,8 @@ func compare(w, mutated *workload, before csi.Parameters, mounts []mount, mountP
 	}
 	// The same containers mount it, at the same path.
 	want := map[string]bool{}
-	for _, m := range mounts {
-		want[m.container] = true
+	for _, name := range mounting {
+		want[name] = true
 	}
 	for _, cs := range [][]corev1.Container{mutated.tmpl.Spec.InitContainers, mutated.tmpl.Spec.Containers} {
 		for _, c := range cs {
