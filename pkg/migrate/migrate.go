@@ -61,17 +61,22 @@ func Migrate(ctx context.Context, docs []render.Document, o render.Options) ([]r
 	out := make([]render.Document, 0, len(docs))
 	var outcomes []Outcome
 	for _, d := range docs {
-		if items := listItems(d, o.Namespace); len(items) > 0 {
+		h, js, err := d.ReadHead()
+		if err != nil {
+			out = append(out, d)
+			continue
+		}
+		if h.Kind == "List" {
 			// A List is printed as given; its workloads of the Secrets Store driver are
 			// named, not rewritten.
 			out = append(out, d)
-			for _, w := range items {
+			for _, w := range listItems(d, h, o.Namespace) {
 				outcomes = append(outcomes, Outcome{Source: d.Source, Kind: w.kind, Namespace: w.namespace, Name: w.name,
 					Reasons: []string{"it is an item of a List, and migrate rewrites whole documents: give it as a document of its own"}})
 			}
 			continue
 		}
-		w, err := parse(d, o.Namespace)
+		w, err := workloadOf(d, h, js, o.Namespace)
 		if err != nil || w == nil || len(w.secretsStore()) == 0 {
 			out = append(out, d) // not a workload, or none of ours: as given
 			continue
@@ -90,22 +95,11 @@ func Migrate(ctx context.Context, docs []render.Document, o render.Options) ([]r
 	return out, outcomes, nil
 }
 
-// listItems returns the workloads with a Secrets Store volume among the items of d, if
-// d is a List.
-func listItems(d render.Document, defaultNS string) []*workload {
-	js, err := yaml.YAMLToJSON(d.Data)
-	if err != nil {
-		return nil
-	}
-	var list struct {
-		Kind  string            `json:"kind"`
-		Items []json.RawMessage `json:"items"`
-	}
-	if json.Unmarshal(js, &list) != nil || list.Kind != "List" {
-		return nil
-	}
+// listItems returns the workloads with a Secrets Store volume among the items of the
+// List d, whose head is h.
+func listItems(d render.Document, h render.Head, defaultNS string) []*workload {
 	var out []*workload
-	for i, item := range list.Items {
+	for i, item := range h.Items {
 		w, err := parse(render.Document{Source: fmt.Sprintf("%s items[%d]", d.Source, i), Data: item}, defaultNS)
 		if err == nil && w != nil && len(w.secretsStore()) > 0 {
 			out = append(out, w)
@@ -122,30 +116,24 @@ type class struct {
 func classesOf(docs []render.Document, defaultNS string) map[string]map[string]class {
 	out := map[string]map[string]class{}
 	for _, d := range docs {
-		js, err := yaml.YAMLToJSON(d.Data)
-		if err != nil {
+		h, js, err := d.ReadHead()
+		if err != nil || h.Kind != "SecretProviderClass" || !strings.HasPrefix(h.APIVersion, check.ClassResource.Group+"/") {
 			continue
 		}
 		var obj struct {
-			APIVersion string `json:"apiVersion"`
-			Kind       string `json:"kind"`
-			Metadata   struct {
-				Name      string `json:"name"`
-				Namespace string `json:"namespace"`
-			} `json:"metadata"`
 			Spec map[string]json.RawMessage `json:"spec"`
 		}
-		if json.Unmarshal(js, &obj) != nil || obj.Kind != "SecretProviderClass" || !strings.HasPrefix(obj.APIVersion, check.ClassResource.Group+"/") {
+		if json.Unmarshal(js, &obj) != nil {
 			continue
 		}
-		ns := obj.Metadata.Namespace
+		ns := h.Metadata.Namespace
 		if ns == "" {
 			ns = defaultNS
 		}
 		if out[ns] == nil {
 			out[ns] = map[string]class{}
 		}
-		out[ns][obj.Metadata.Name] = class{spec: obj.Spec}
+		out[ns][h.Metadata.Name] = class{spec: obj.Spec}
 	}
 	return out
 }
@@ -159,22 +147,17 @@ type workload struct {
 	tmpl                  corev1.PodTemplateSpec
 }
 
+// parse returns the workload in d, nil if d holds no pod template.
 func parse(d render.Document, defaultNS string) (*workload, error) {
-	js, err := yaml.YAMLToJSON(d.Data)
+	h, js, err := d.ReadHead()
 	if err != nil {
 		return nil, err
 	}
-	var h struct {
-		APIVersion string `json:"apiVersion"`
-		Kind       string `json:"kind"`
-		Metadata   struct {
-			Name      string `json:"name"`
-			Namespace string `json:"namespace"`
-		} `json:"metadata"`
-	}
-	if err := json.Unmarshal(js, &h); err != nil {
-		return nil, err
-	}
+	return workloadOf(d, h, js, defaultNS)
+}
+
+// workloadOf is parse for a document already read: its head h and its JSON js.
+func workloadOf(d render.Document, h render.Head, js []byte, defaultNS string) (*workload, error) {
 	p, ok := render.TemplatePath(h.APIVersion, h.Kind)
 	if !ok {
 		return nil, nil

@@ -102,7 +102,9 @@ func TemplatePath(apiVersion, kind string) (path string, ok bool) {
 	return path, ok
 }
 
-type head struct {
+// Head is what is read first of a document: its type, its name and, for a List, its
+// items.
+type Head struct {
 	APIVersion string `json:"apiVersion"`
 	Kind       string `json:"kind"`
 	Metadata   struct {
@@ -110,6 +112,19 @@ type head struct {
 		Namespace string `json:"namespace"`
 	} `json:"metadata"`
 	Items []json.RawMessage `json:"items"`
+}
+
+// ReadHead returns the document's head and the document as JSON.
+func (d Document) ReadHead() (Head, []byte, error) {
+	js, err := yaml.YAMLToJSON(d.Data)
+	if err != nil {
+		return Head{}, nil, fmt.Errorf("not YAML: %w", err)
+	}
+	var h Head
+	if err := json.Unmarshal(js, &h); err != nil {
+		return Head{}, nil, fmt.Errorf("not a Kubernetes object: %w", err)
+	}
+	return h, js, nil
 }
 
 // Render mutates every pod template in docs as the webhook would, and returns one
@@ -141,14 +156,9 @@ type renderer struct {
 
 func (rd *renderer) doc(ctx context.Context, d Document, namespace string) Result {
 	res := Result{Document: d}
-	js, err := yaml.YAMLToJSON(d.Data)
+	h, js, err := d.ReadHead()
 	if err != nil {
-		res.Err = fmt.Errorf("not YAML: %w", err)
-		return res
-	}
-	var h head
-	if err := json.Unmarshal(js, &h); err != nil {
-		res.Err = fmt.Errorf("not a Kubernetes object: %w", err)
+		res.Err = err
 		return res
 	}
 	res.Kind, res.Name = h.Kind, h.Metadata.Name
@@ -212,7 +222,7 @@ type objectResult struct {
 // object mutates one object's pod template, returning the webhook's patch with its
 // paths moved under prefix and the template's path.
 func (rd *renderer) object(ctx context.Context, js []byte, namespace, prefix string) objectResult {
-	var h head
+	var h Head
 	if err := json.Unmarshal(js, &h); err != nil {
 		return objectResult{err: err}
 	}
@@ -287,13 +297,9 @@ type cluster struct {
 func newCluster(docs []Document, defaultNS string) (*cluster, error) {
 	c := &cluster{namespaces: map[string]mutate.Metadata{}, serviceAccounts: map[string]map[string]string{}}
 	for _, d := range docs {
-		js, err := yaml.YAMLToJSON(d.Data)
+		h, js, err := d.ReadHead()
 		if err != nil {
 			continue // reported when rendered
-		}
-		var h head
-		if json.Unmarshal(js, &h) != nil {
-			continue
 		}
 		switch h.APIVersion + "/" + h.Kind {
 		case "v1/Namespace":
