@@ -14,7 +14,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/rest"
 	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -241,13 +240,7 @@ func waitCondition(t *testing.T, name string, status metav1.ConditionStatus, mes
 // a pinned identity beats the pod's annotation; an invalid policy refuses.
 func TestTenancyAuditAndPin(t *testing.T) {
 	w := startWebhook(t)
-	var warnings warningRecorder
-	cfg := rest.CopyConfig(cp.Config)
-	cfg.WarningHandler = &warnings
-	c, err := client.New(cfg, client.Options{Scheme: cp.Client.Scheme()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, warnings := warningClient(t)
 
 	t.Run("audit allows and warns", func(t *testing.T) {
 		ns := teamNamespace(t, "tenancy-audit", "audit")

@@ -288,13 +288,7 @@ func TestNamespaceDefaults(t *testing.T) {
 		contract.AnnotationVault:    "team-a-vault",
 		contract.AnnotationIdentity: "team-a-id",
 	})
-	var warnings warningRecorder
-	cfg := rest.CopyConfig(cp.Config)
-	cfg.WarningHandler = &warnings
-	c, err := client.New(cfg, client.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, warnings := warningClient(t)
 	p := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: "only-secrets", Namespace: ns, Annotations: map[string]string{
 			contract.AnnotationSecrets: "DatabaseLogin=DATABASE_LOGIN, DatabasePassword=DATABASE_PASSWORD",
@@ -424,6 +418,20 @@ func addSidecar(_ context.Context, req admission.Request) admission.Response {
 	return admission.PatchResponseFromRaw(req.Object.Raw, b)
 }
 
+// warningClient returns a client of the API server that records the warnings it
+// returns.
+func warningClient(t *testing.T) (client.Client, *warningRecorder) {
+	t.Helper()
+	warnings := &warningRecorder{}
+	cfg := rest.CopyConfig(cp.Config)
+	cfg.WarningHandler = warnings
+	c, err := client.New(cfg, client.Options{Scheme: cp.Client.Scheme()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, warnings
+}
+
 // warningRecorder collects the warnings the API server returns.
 type warningRecorder struct {
 	mu       sync.Mutex
@@ -452,13 +460,7 @@ func (w *warningRecorder) get() []string {
 func TestSecretsStoreVolumeGivesWay(t *testing.T) {
 	startWebhook(t)
 	ns := namespace(t, "half-migrated", nil)
-	var warnings warningRecorder
-	cfg := rest.CopyConfig(cp.Config)
-	cfg.WarningHandler = &warnings
-	c, err := client.New(cfg, client.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, warnings := warningClient(t)
 	p := tutorialPod(ns, "half-migrated")
 	p.Labels = map[string]string{"aadpodidbinding": "azure-kv"}
 	p.Spec.Containers[0].VolumeMounts = []corev1.VolumeMount{{Name: "secrets-store-inline", MountPath: "/mnt/secrets-store", ReadOnly: true}}
