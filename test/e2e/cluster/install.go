@@ -97,7 +97,11 @@ func (c *Cluster) startKvinject(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	file, err := c.renderChart(ep, caPEM, nil)
+	values, err := c.ChartValues(ep, caPEM)
+	if err != nil {
+		return err
+	}
+	file, err := c.renderRelease(values, Release, Namespace, nil)
 	if err != nil {
 		return err
 	}
@@ -169,15 +173,14 @@ func (c *Cluster) ImageDigest(ref string) (string, error) {
 // overrides (nil: as installed), and applies it as the install did. It does not wait
 // for the rollout.
 func (c *Cluster) ReapplyChart(ctx context.Context, overrides map[string]any) error {
-	ep, err := emulator.LoadEndpoints(filepath.Join(c.path("emulator"), emulator.EndpointsFileName))
+	values, err := c.installedValues()
 	if err != nil {
 		return err
 	}
-	caPEM, err := os.ReadFile(c.path("pki", "ca.crt"))
-	if err != nil {
-		return err
+	for k, v := range overrides {
+		values[k] = v
 	}
-	file, err := c.renderChart(ep, caPEM, overrides)
+	file, err := c.renderRelease(values, Release, Namespace, nil)
 	if err != nil {
 		return err
 	}
@@ -187,22 +190,23 @@ func (c *Cluster) ReapplyChart(ctx context.Context, overrides map[string]any) er
 	return nil
 }
 
-// renderChart renders the whole chart with ChartValues (top-level keys replaced by
-// overrides) into one file.
-func (c *Cluster) renderChart(ep emulator.Endpoints, caPEM []byte, overrides map[string]any) (string, error) {
-	return c.renderRelease(ep, caPEM, Release, Namespace, overrides, nil)
+// installedValues are the ChartValues the cluster was installed with, from the
+// emulator's endpoints and the cluster CA on disk.
+func (c *Cluster) installedValues() (map[string]any, error) {
+	ep, err := emulator.LoadEndpoints(filepath.Join(c.path("emulator"), emulator.EndpointsFileName))
+	if err != nil {
+		return nil, err
+	}
+	caPEM, err := os.ReadFile(c.path("pki", "ca.crt"))
+	if err != nil {
+		return nil, err
+	}
+	return c.ChartValues(ep, caPEM)
 }
 
-// renderRelease renders the chart as release in namespace, keeping only the templates
-// keep accepts (nil: all), into one file named after the release.
-func (c *Cluster) renderRelease(ep emulator.Endpoints, caPEM []byte, release, namespace string, overrides map[string]any, keep func(source string) bool) (string, error) {
-	values, err := c.ChartValues(ep, caPEM)
-	if err != nil {
-		return "", err
-	}
-	for k, v := range overrides {
-		values[k] = v
-	}
+// renderRelease renders the chart with values as release in namespace, keeping only
+// the templates keep accepts (nil: all), into one file named after the release.
+func (c *Cluster) renderRelease(values map[string]any, release, namespace string, keep func(source string) bool) (string, error) {
 	docs, err := chartrender.Render(chartrender.Options{
 		ChartDir: image.Chart(filepath.Join(c.opts.Dir, "images")), ReleaseName: release, Namespace: namespace,
 		Values: values,
@@ -232,23 +236,15 @@ const SecretsStoreStandIn = contract.SecretsStoreDriverName
 // proxy): kvinject's plugin serves SecretProviderClass volumes as that provider does.
 // It returns the applied file, for kubectl delete -f.
 func (c *Cluster) InstallSecretsStoreStandIn(ctx context.Context, release, namespace string) (string, error) {
-	ep, err := emulator.LoadEndpoints(filepath.Join(c.path("emulator"), emulator.EndpointsFileName))
+	values, err := c.installedValues()
 	if err != nil {
 		return "", err
 	}
-	caPEM, err := os.ReadFile(c.path("pki", "ca.crt"))
-	if err != nil {
-		return "", err
-	}
-	values, err := c.ChartValues(ep, caPEM)
-	if err != nil {
-		return "", err
-	}
+	values["driverName"] = SecretsStoreStandIn
 	csi := values["csi"].(map[string]any)
 	csi["metricsPort"], csi["healthPort"] = CSIMetricsPort+10, CSIHealthPort+10
 	csi["secretProviderClassCRD"] = map[string]any{"install": false} // the first release's
-	file, err := c.renderRelease(ep, caPEM, release, namespace, map[string]any{"driverName": SecretsStoreStandIn, "csi": csi},
-		func(source string) bool { return strings.HasPrefix(source, "templates/csi/") })
+	file, err := c.renderRelease(values, release, namespace, func(source string) bool { return strings.HasPrefix(source, "templates/csi/") })
 	if err != nil {
 		return "", err
 	}
